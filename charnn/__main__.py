@@ -1,0 +1,3 @@
+from charnn.cli import main
+
+main()

@@ -1,0 +1,164 @@
+"""charnn train: fit a recurrent language model to a corpus."""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from charnn.errors import CharnnError
+
+Opt = typer.Option
+
+
+def register(app: typer.Typer) -> None:
+    from charnn.cli import guard
+
+    app.command(
+        "train",
+        help="Train an LSTM/GRU/RNN language model on CORPUS: a text file, - for stdin, or a "
+        "catalog name (default: lee, which ships with gensim).\n\n"
+        "Example: charnn train corpus.txt --time-budget 10m",
+    )(guard(train_cmd))
+
+
+def train_cmd(
+    corpus: Optional[str] = typer.Argument(None, help="Text file, - for stdin, or catalog name. [default: lee]"),
+    out: Optional[Path] = Opt(None, "--out", "-o", help="Run folder. [default: checkpoints/<corpus name>]"),
+    cell: Optional[str] = Opt(None, help="Recurrent cell: lstm, gru or rnn. [default: lstm]"),
+    layers: Optional[int] = Opt(None, help="Stacked recurrent layers. [default: 2]"),
+    hidden: Optional[int] = Opt(None, help="Hidden units per layer. [default: 512]"),
+    embed_dim: Optional[int] = Opt(None, help="Input embedding size. [default: 128]"),
+    dropout: Optional[float] = Opt(None, help="Dropout between layers and before the output. [default: 0]"),
+    tie_weights: Optional[bool] = Opt(None, "--tie-weights/--no-tie-weights",
+                                      help="Share the input embedding with the output layer. [default: off]"),
+    tokenizer: str = Opt("char", help="char, byte, word, bpe or unigram."),
+    vocab_size: Optional[int] = Opt(None, help="Vocabulary size for bpe/unigram (and word's cap)."),
+    seq_len: Optional[int] = Opt(None, help="Steps per chunk of truncated BPTT. [default: 128]"),
+    batch_size: Optional[int] = Opt(None, help="Parallel streams per step. [default: 32]"),
+    lr: Optional[float] = Opt(None, help="Peak learning rate of AdamW. [default: 0.003]"),
+    grad_clip: Optional[float] = Opt(None, help="Clip the global gradient norm (0: off). [default: 1.0]"),
+    warmup: Optional[int] = Opt(None, help="Linear warmup steps before the cosine decay. [default: 100]"),
+    epochs: Optional[int] = Opt(None, help="Stop after this many passes over the training split."),
+    max_steps: Optional[int] = Opt(None, help="Stop after this many steps."),
+    time_budget: Optional[str] = Opt(None, help="Stop at this wall-clock time (90s, 10m, 2h), "
+                                     "the whole command included; the schedule is fitted to it. "
+                                     "[default: 5m when no other limit is given]"),
+    val_frac: Optional[float] = Opt(None, help="Last fraction of the text held out for validation. [default: 0.1]"),
+    eval_every: Optional[int] = Opt(None, help="Validate (and save) every N steps. [default: 500]"),
+    device: Optional[str] = Opt(None, help="auto, cpu, cuda or mps (auto: CUDA when available). [default: auto]"),
+    amp: Optional[bool] = Opt(None, "--amp/--no-amp", help="bf16 autocast on CUDA. [default: on]"),
+    seed: Optional[int] = Opt(None, help="Random seed; a CPU run with a seed repeats bit for bit. [default: 1337]"),
+    resume: Optional[Path] = Opt(None, help="Continue the run in this folder exactly where it stopped."),
+    force: bool = Opt(False, "--force", help="Start afresh in a run folder that already holds a run."),
+    quiet: bool = Opt(False, "--quiet", "-q", help="No progress on stderr."),
+    json_out: bool = Opt(False, "--json", help="Print a JSON summary on stdout at the end."),
+):
+    started = time.time()
+    import dataclasses
+
+    from charnn import checkpoint as ckpt_io
+    from charnn import corpora
+    from charnn.commands.common import parse_duration, write_json
+    from charnn.config import ModelConfig, TrainConfig
+    from charnn.progress import TrainReporter
+
+    reporter = TrainReporter(quiet=quiet)
+    budget = parse_duration(time_budget)
+    stop_flags = {k: v for k, v in dict(epochs=epochs, max_steps=max_steps, time_budget=budget).items()
+                  if v is not None}
+
+    resumed = None
+    if resume is not None:
+        resumed = ckpt_io.load(ckpt_io.checkpoint_in(resume, prefer=ckpt_io.LATEST)) \
+            if resume.is_dir() else None
+        if resumed is None:
+            raise CharnnError(f"--resume {resume}: not a charnn run folder")
+        if "progress" not in resumed or "optimizer" not in resumed:
+            raise CharnnError(f"--resume {resume}: the checkpoint holds no training state to resume")
+        run_dir = resume
+        corpus_arg = corpus or resumed.get("corpus", {}).get("path")
+        if not corpus_arg:
+            raise CharnnError("give the corpus to resume on: charnn train CORPUS --resume DIR", 2)
+        model_cfg = ModelConfig.from_dict(resumed["model_config"])
+        old = TrainConfig.from_dict(resumed["train_config"])
+        # a resumed run keeps its model and data layout; only limits and the device may change
+        overrides = {**stop_flags, **({"device": device} if device else {}),
+                     **({"amp": amp} if amp is not None else {}),
+                     **({"eval_every": eval_every} if eval_every else {})}
+        if stop_flags:
+            overrides = {"epochs": None, "max_steps": None, "time_budget": None, **overrides}
+        train_cfg = dataclasses.replace(old, **overrides)
+    else:
+        corpus_arg = corpus or corpora.DEFAULT_CORPUS
+        if corpus is None and not quiet:
+            sys.stderr.write(f"no corpus given: training on the built-in '{corpus_arg}' corpus\n")
+        if not stop_flags:
+            stop_flags = {"time_budget": 300.0}
+        tc = dict(seq_len=seq_len, batch_size=batch_size, lr=lr, grad_clip=grad_clip, warmup=warmup,
+                  val_frac=val_frac, eval_every=eval_every, device=device, amp=amp, seed=seed)
+        train_cfg = TrainConfig(**{k: v for k, v in tc.items() if v is not None}, **stop_flags,
+                                **({"save_every": eval_every} if eval_every else {}))
+
+    from charnn.progress import DownloadBar
+
+    with DownloadBar(quiet) as bar:
+        path = corpora.resolve(corpus_arg, progress=bar)
+    if resumed is None:
+        run_dir = out or Path("checkpoints") / _run_name(corpus_arg, path)
+        if (run_dir / ckpt_io.LATEST).exists() and not force:
+            raise CharnnError(f"{run_dir} already holds a run: continue it with --resume {run_dir}, "
+                              "pick another --out, or start afresh with --force")
+
+    from charnn.train import prepare_data, train
+
+    tok_obj = None
+    if resumed is not None:
+        from charnn.tokenizers import tokenizer_from_dict
+        tok_obj = tokenizer_from_dict(resumed["tokenizer"])
+        digest = resumed.get("corpus", {}).get("digest")
+        from charnn.data import file_digest
+        if digest and file_digest(path) != digest:
+            raise CharnnError(f"{path} is not the corpus this run was trained on (its content changed)")
+    fit_options = {"vocab_size": vocab_size} if vocab_size else {}
+    data = prepare_data(path, tokenizer, train_cfg.val_frac, fit_options, tokenizer=tok_obj)
+    if resumed is None:
+        mc = dict(cell=cell, layers=layers, hidden=hidden, embed_dim=embed_dim, dropout=dropout,
+                  tie_weights=tie_weights)
+        model_cfg = ModelConfig(vocab_size=data.tokenizer.vocab_size,
+                                **{k: v for k, v in mc.items() if v is not None})
+
+    with ckpt_io.RunLock(run_dir):
+        summary = train(model_cfg, train_cfg, data, run_dir, callback=reporter, resume=resumed,
+                        started=started)
+    reporter.close()
+    if not quiet:
+        _print_summary(summary)
+    if json_out:
+        write_json(summary)
+    if summary["interrupted"]:
+        sys.stderr.write(f"stopped at step {summary['steps']}; continue with: "
+                         f"charnn train --resume {run_dir}\n")
+        raise typer.Exit(130)
+
+
+def _run_name(arg: str, path: Path) -> str:
+    from charnn.corpora import CATALOG
+
+    if arg == "-":
+        return "stdin"
+    return arg if arg in CATALOG else (path.stem or "run")
+
+
+def _print_summary(s: dict) -> None:
+    from charnn.commands.common import fmt_duration
+
+    if "val_nats_per_char" in s:
+        sys.stderr.write(
+            f"done: {s['steps']} steps in {fmt_duration(s['elapsed'])}; val {s['val_nats_per_char']:.4f} "
+            f"nats/char ({s['val_bpc']:.4f} bits/char, best {s['best_val_bpc']:.4f}); "
+            f"sample with: charnn sample {s['run_dir']}\n")
+

@@ -1,0 +1,140 @@
+"""The corpus catalog: built-in corpora that installed packages ship (no network), and
+downloadable ones fetched over HTTPS and verified by sha256 before they are moved into place.
+
+Downloads land in ./corpora (or $CHARNN_CORPORA). A failed or mismatched download leaves
+nothing behind under that folder.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Optional
+
+from charnn.errors import CharnnError
+
+DEFAULT_CORPUS = "lee"
+
+
+@dataclass(frozen=True)
+class Corpus:
+    name: str
+    description: str
+    gensim_file: Optional[str] = None   # built in: a file in gensim's bundled test data
+    url: Optional[str] = None           # downloadable: fetched and checked against sha256
+    sha256: Optional[str] = None
+    size: Optional[int] = None          # bytes
+
+    @property
+    def builtin(self) -> bool:
+        return self.gensim_file is not None
+
+
+CATALOG: dict[str, Corpus] = {c.name: c for c in [
+    Corpus("lee", "Lee background corpus: 300 Australian news articles, English (ships with gensim)",
+           gensim_file="lee_background.cor", size=360_082),
+    Corpus("crime-and-punishment", "the opening of Dostoevsky's novel in Russian, Cyrillic text "
+           "(ships with gensim)", gensim_file="crime-and-punishment.txt", size=3_795),
+    Corpus("tinyshakespeare", "40,000 lines of Shakespeare's plays, as in char-rnn and nanoGPT",
+           url="https://raw.githubusercontent.com/karpathy/char-rnn/master/data/tinyshakespeare/input.txt",
+           sha256="86c4e6aa9db7c042ec79f339dcb96d42b0075e16b8fc2e86bf0ca57e2dc565ed",
+           size=1_115_394),
+]}
+
+
+def corpora_dir() -> Path:
+    return Path(os.environ.get("CHARNN_CORPORA") or "corpora")
+
+
+def lookup(name: str) -> Corpus:
+    try:
+        return CATALOG[name]
+    except KeyError:
+        raise CharnnError(
+            f"no corpus named {name!r} in the catalog (see `charnn corpus list`)"
+        ) from None
+
+
+def local_path(corpus: Corpus) -> Path:
+    if corpus.builtin:
+        from gensim.test.utils import datapath
+
+        return Path(datapath(corpus.gensim_file))
+    return corpora_dir() / f"{corpus.name}.txt"
+
+
+def is_available(corpus: Corpus) -> bool:
+    return local_path(corpus).is_file()
+
+
+Progress = Callable[[int, Optional[int]], None]  # (bytes so far, total bytes or None)
+
+
+def get(name: str, url: str | None = None, progress: Progress | None = None) -> Path:
+    """The local path of catalog corpus `name`, downloading it first if need be.
+
+    `url` fetches from a mirror instead; the sha256 check is the same, so a mirror is safe.
+    """
+    corpus = lookup(name)
+    dest = local_path(corpus)
+    if corpus.builtin or dest.is_file():
+        return dest
+    download(url or corpus.url, corpus.sha256, dest, progress)
+    return dest
+
+
+def download(url: str, sha256: str, dest: Path, progress: Progress | None = None,
+             timeout: float = 30.0) -> None:
+    """Stream `url` into a temporary file beside `dest`, check its sha256, then rename."""
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part")
+    h = hashlib.sha256()
+    done = 0
+    try:
+        with os.fdopen(fd, "wb") as out:
+            try:
+                with urllib.request.urlopen(url, timeout=timeout) as resp:
+                    total = resp.headers.get("Content-Length")
+                    total = int(total) if total and total.isdigit() else None
+                    while block := resp.read(1 << 16):
+                        h.update(block)
+                        out.write(block)
+                        done += len(block)
+                        if progress:
+                            progress(done, total)
+            except (urllib.error.URLError, OSError, ValueError) as e:
+                reason = getattr(e, "reason", None) or e
+                raise CharnnError(f"download of {url} failed: {reason}") from None
+            out.flush()
+            os.fsync(out.fileno())
+        if h.hexdigest() != sha256:
+            raise CharnnError(
+                f"download of {url} does not match its checksum "
+                f"(sha256 {h.hexdigest()[:16]}..., expected {sha256[:16]}...); nothing was saved"
+            )
+        os.replace(tmp, dest)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def resolve(arg: str, progress: Progress | None = None) -> Path:
+    """A corpus argument -> a local file: '-' (stdin), an existing path, or a catalog name."""
+    from charnn.data import spool_stdin
+
+    if arg == "-":
+        return spool_stdin()
+    p = Path(arg)
+    if p.exists():
+        if p.is_dir():
+            raise CharnnError(f"{arg} is a directory, not a text file")
+        return p
+    if arg in CATALOG:
+        return get(arg, progress=progress)
+    raise CharnnError(f"{arg}: no such file, and no corpus of that name (see `charnn corpus list`)")

@@ -1,0 +1,285 @@
+"""From text on disk to batches of token ids.
+
+    text file / stdin / catalog name
+      -> chunks of str (validated UTF-8; errors name the file and byte offset)
+      -> tokenizer fit + encode, cached on disk as a raw id file keyed by content hash and
+         tokenizer, memory-mapped (a second run skips encoding; RAM stays flat in corpus size)
+      -> split: train = first (1 - val_frac), val = the rest (nanoGPT's convention)
+      -> batchify: B parallel streams, (B, L); chunks of T steps for truncated BPTT
+"""
+
+from __future__ import annotations
+
+import codecs
+import hashlib
+import json
+import os
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+
+from charnn.errors import CharnnError
+from charnn.tokenizers import Tokenizer, get_tokenizer_class, tokenizer_from_dict
+
+CHUNK_BYTES = 1 << 22  # 4 MiB of text per encode call: large enough for numpy, small for RAM
+CACHE_VERSION = 1
+
+
+def cache_dir() -> Path:
+    root = os.environ.get("CHARNN_CACHE") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "charnn"
+    )
+    return Path(root)
+
+
+# ----------------------------------------------------------------------------------------------
+# Reading text
+
+
+def iter_text(path: Path, chunk_bytes: int = CHUNK_BYTES) -> Iterator[str]:
+    """Yield the file as str chunks that end on a line break where one is near.
+
+    Raises CharnnError naming the file and byte offset for invalid UTF-8 or NUL bytes.
+    """
+    decoder = codecs.getincrementaldecoder("utf-8")("strict")
+    offset = 0  # bytes consumed before the current block
+    carry = ""
+    try:
+        f = open(path, "rb")
+    except IsADirectoryError:
+        raise CharnnError(f"{path} is a directory, not a text file") from None
+    except FileNotFoundError:
+        raise CharnnError(f"{path}: no such file") from None
+    except PermissionError:
+        raise CharnnError(f"{path}: permission denied") from None
+    with f:
+        first = True
+        while True:
+            block = f.read(chunk_bytes)
+            if first and block.startswith(codecs.BOM_UTF8):
+                block, offset = block[3:], 3
+            first = False
+            nul = block.find(b"\0")
+            if nul >= 0:
+                raise CharnnError(f"{path}: NUL byte at byte offset {offset + nul}: not a text file")
+            held = len(decoder.getstate()[0])  # bytes of a split character kept from the last block
+            try:
+                text = decoder.decode(block, final=not block)
+            except UnicodeDecodeError as e:
+                # e.start counts from the held-back bytes plus this block
+                raise CharnnError(
+                    f"{path}: not valid UTF-8 at byte offset {max(0, offset - held + e.start)}"
+                ) from None
+            offset += len(block)
+            text = carry + text
+            if not block:
+                if text:
+                    yield text
+                return
+            cut = text.rfind("\n") + 1  # keep lines whole where possible
+            if cut == 0 or len(text) - cut > chunk_bytes:
+                cut = len(text)
+            carry = text[cut:]
+            if cut:
+                yield text[:cut]
+
+
+def spool_stdin() -> Path:
+    """Copy standard input to a file in the cache (a corpus is read more than once)."""
+    if sys.stdin is None or sys.stdin.isatty():
+        raise CharnnError("corpus '-' means standard input, but nothing is piped in", 2)
+    d = cache_dir() / "stdin"
+    d.mkdir(parents=True, exist_ok=True)
+    fd, name = tempfile.mkstemp(dir=d, suffix=".txt")
+    h = hashlib.sha256()
+    with os.fdopen(fd, "wb") as out:
+        src = sys.stdin.buffer
+        while block := src.read(CHUNK_BYTES):
+            h.update(block)
+            out.write(block)
+    final = d / f"{h.hexdigest()[:24]}.txt"
+    os.replace(name, final)
+    return final
+
+
+# ----------------------------------------------------------------------------------------------
+# Encoding with an on-disk cache
+
+
+def file_digest(path: Path) -> str:
+    """sha256 of the file's bytes, remembered per (path, size, mtime) so a second run skips it."""
+    st = path.stat()
+    index_path = cache_dir() / "digests.json"
+    key = f"{path.resolve()}|{st.st_size}|{st.st_mtime_ns}"
+    try:
+        index = json.loads(index_path.read_text())
+    except (OSError, ValueError):
+        index = {}
+    if key in index:
+        return index[key]
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(1 << 24):
+            h.update(block)
+    index[key] = digest = h.hexdigest()
+    _atomic_write_text(index_path, json.dumps(index))
+    return digest
+
+
+def _atomic_write_text(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+    os.replace(tmp, path)
+
+
+def _id_dtype(vocab_size: int) -> np.dtype:
+    return np.dtype(np.uint16) if vocab_size <= 1 << 16 else np.dtype(np.int32)
+
+
+@dataclass
+class EncodedCorpus:
+    """A corpus seen through one tokenizer: ids is a read-only memmap of shape (N,)."""
+
+    path: Path
+    tokenizer: Tokenizer
+    ids: np.ndarray
+    digest: str
+    from_cache: bool
+
+
+def encode_corpus(
+    path: Path,
+    tokenizer_name: str = "char",
+    fit_options: dict[str, Any] | None = None,
+    tokenizer: Tokenizer | None = None,
+) -> EncodedCorpus:
+    """Fit (unless `tokenizer` is given) and encode the file, through the on-disk cache."""
+    path = Path(path)
+    if not path.exists():
+        raise CharnnError(f"{path}: no such file")
+    if path.is_dir():
+        raise CharnnError(f"{path} is a directory, not a text file")
+    fit_options = dict(fit_options or {})
+    digest = file_digest(path)
+    spec = {"v": CACHE_VERSION, "corpus": digest, "tokenizer": tokenizer_name, "options": fit_options}
+    if tokenizer is not None:
+        spec["fixed"] = hashlib.sha256(json.dumps(tokenizer.to_dict(), sort_keys=True,
+                                                  default=repr).encode()).hexdigest()
+    key = hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:32]
+    d = cache_dir() / "encoded"
+    meta_path, ids_path = d / f"{key}.json", d / f"{key}.ids"
+
+    meta = _read_meta(meta_path)
+    if meta is not None and ids_path.exists():
+        tok = tokenizer or tokenizer_from_dict(meta["tokenizer"])
+        n = int(meta["length"])
+        ids = np.memmap(ids_path, dtype=np.dtype(meta["dtype"]), mode="r", shape=(n,)) if n else \
+            np.zeros(0, dtype=np.dtype(meta["dtype"]))
+        return EncodedCorpus(path, tok, ids, digest, True)
+
+    source = lambda: iter_text(path)  # noqa: E731  (restartable: a fresh pass each call)
+    if tokenizer is None:
+        if _is_blank(source):
+            raise CharnnError(f"{path}: the corpus is empty or holds only whitespace")
+        tokenizer = get_tokenizer_class(tokenizer_name).fit(source, **fit_options)
+    dtype = _id_dtype(tokenizer.vocab_size)
+    d.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=d, prefix=f".{key}.")
+    n = 0
+    try:
+        with os.fdopen(fd, "wb") as out:
+            for ids in tokenizer.encode_chunks(source):
+                out.write(ids.astype(dtype, copy=False).tobytes())
+                n += len(ids)
+        os.replace(tmp, ids_path)
+    except BaseException:
+        os.unlink(tmp)
+        raise
+    _atomic_write_text(meta_path, json.dumps(
+        {"length": n, "dtype": dtype.str, "tokenizer": tokenizer.to_dict(), "corpus": str(path)},
+        default=_json_bytes))
+    ids = np.memmap(ids_path, dtype=dtype, mode="r", shape=(n,)) if n else np.zeros(0, dtype)
+    return EncodedCorpus(path, tokenizer, ids, digest, False)
+
+
+def _json_bytes(o: Any) -> Any:
+    if isinstance(o, (bytes, bytearray)):
+        import base64
+        return {"__bytes__": base64.b64encode(bytes(o)).decode()}
+    raise TypeError(f"cannot store {type(o).__name__} in the cache")
+
+
+def _unjson_bytes(o: dict) -> Any:
+    if set(o) == {"__bytes__"}:
+        import base64
+        return base64.b64decode(o["__bytes__"])
+    return o
+
+
+def _read_meta(meta_path: Path) -> dict | None:
+    try:
+        return json.loads(meta_path.read_text(), object_hook=_unjson_bytes)
+    except (OSError, ValueError):
+        return None
+
+
+def _is_blank(source) -> bool:
+    return all(not chunk.strip() for chunk in source())
+
+
+# ----------------------------------------------------------------------------------------------
+# Split, batchify, chunks
+
+
+def split(ids: np.ndarray, val_frac: float) -> tuple[np.ndarray, np.ndarray]:
+    """train = first (1 - val_frac) of the tokens, val = the rest (nanoGPT's split)."""
+    n_train = int(len(ids) * (1.0 - val_frac))
+    return ids[:n_train], ids[n_train:]
+
+
+def batchify(ids: np.ndarray, batch_size: int) -> np.ndarray:
+    """(N,) -> (B, L): B contiguous streams, each read left to right across chunks.
+
+    token array  a b c d e f g h i j k l      B = 2
+    streams      row 0: a b c d e f           (the tail that does not fill a row is dropped)
+                 row 1: g h i j k l
+    A view of the memmap: nothing is copied.
+    """
+    stream_len = len(ids) // batch_size
+    return ids[: batch_size * stream_len].reshape(batch_size, stream_len)
+
+
+def num_chunks(streams: np.ndarray, seq_len: int) -> int:
+    """Chunks per pass over (B, L) streams; each needs one extra step for its targets."""
+    return max(0, -(-(streams.shape[1] - 1) // seq_len))
+
+
+def get_chunk(streams: np.ndarray, index: int, seq_len: int) -> np.ndarray:
+    """Chunk `index` as a (B, t + 1) int64 array: inputs [:, :-1], targets [:, 1:]; t <= T."""
+    start = index * seq_len
+    end = min(start + seq_len + 1, streams.shape[1])
+    return np.ascontiguousarray(streams[:, start:end], dtype=np.int64)
+
+
+def check_trainable(n_train: int, n_val: int, batch_size: int, seq_len: int) -> list[str]:
+    """Raise if the splits cannot make a single batch; return warnings worth showing."""
+    if n_train < 2 * batch_size:
+        raise CharnnError(
+            f"the training split has {n_train} tokens, too few for --batch-size {batch_size} "
+            f"(need at least {2 * batch_size}); use a longer corpus or a smaller --batch-size"
+        )
+    warnings = []
+    if n_train // batch_size < seq_len + 1:
+        warnings.append(
+            f"each of the {batch_size} streams holds only {n_train // batch_size} tokens, fewer "
+            f"than --seq-len {seq_len}: chunks will be shorter"
+        )
+    if n_val < 2:
+        raise CharnnError("the validation split is empty; use a longer corpus or a larger --val-frac")
+    return warnings

@@ -1,0 +1,116 @@
+"""The one small interface every tokenizer implements, and the registry that finds them.
+
+A tokenizer turns text into integer ids and back. It is fitted on the corpus once (`fit`), saved
+into the checkpoint as plain data (`state`), and rebuilt from that data (`from_state`), so a
+checkpoint needs no side files. Adding a tokenizer is one new module that subclasses Tokenizer
+and decorates the class with @register.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import Any, Callable, ClassVar, Iterable, Iterator, Sequence
+
+import numpy as np
+
+from charnn.errors import CharnnError
+
+# name -> tokenizer class, filled by @register as the modules are imported (see __init__.py)
+REGISTRY: dict[str, type["Tokenizer"]] = {}
+
+# A restartable text source: each call yields the corpus again as a stream of str chunks.
+TextSource = Callable[[], Iterable[str]]
+
+
+def register(cls: type["Tokenizer"]) -> type["Tokenizer"]:
+    REGISTRY[cls.name] = cls
+    return cls
+
+
+class StreamDecoder:
+    """Turns ids into text one id at a time; `push` returns what is complete so far.
+
+    Multi-byte characters and subwords appear as soon as they are complete, never half-way.
+    """
+
+    def __init__(self, tokenizer: "Tokenizer"):
+        self.tokenizer = tokenizer
+
+    def push(self, token_id: int) -> str:
+        return self.tokenizer.decode([token_id])
+
+    def flush(self) -> str:
+        return ""
+
+
+class Tokenizer(ABC):
+    name: ClassVar[str]
+    # options accepted by fit() (shown as flags by the CLI: --vocab-size, --min-count, ...)
+    fit_options: ClassVar[tuple[str, ...]] = ()
+
+    @classmethod
+    @abstractmethod
+    def fit(cls, source: TextSource, **options: Any) -> "Tokenizer":
+        """Build the vocabulary from the text that `source()` yields."""
+
+    @abstractmethod
+    def encode(self, text: str) -> np.ndarray:
+        """text -> 1-D int64 array of ids. Raises CharnnError for text it cannot represent."""
+
+    @abstractmethod
+    def decode(self, ids: Sequence[int]) -> str:
+        """ids -> text."""
+
+    @property
+    @abstractmethod
+    def vocab_size(self) -> int: ...
+
+    @abstractmethod
+    def state(self) -> dict[str, Any]:
+        """Plain data (str, int, float, list, dict, bytes) that from_state() rebuilds from."""
+
+    @classmethod
+    @abstractmethod
+    def from_state(cls, state: dict[str, Any]) -> "Tokenizer": ...
+
+    def tokens(self, text: str) -> list[str]:
+        """The token strings of `text`, for `charnn tokenize` (default: decode each id)."""
+        return [self.decode([int(i)]) for i in self.encode(text)]
+
+    def stream_decoder(self) -> StreamDecoder:
+        return StreamDecoder(self)
+
+    def id_of(self, text: str) -> int | None:
+        """The id of a one-token string such as "\\n", or None when it is not one token."""
+        try:
+            ids = self.encode(text)
+        except CharnnError:
+            return None
+        return int(ids[0]) if len(ids) == 1 else None
+
+    def encode_chunks(self, source: TextSource) -> Iterator[np.ndarray]:
+        """Encode a whole corpus chunk by chunk (chunks end on line breaks where possible)."""
+        for chunk in source():
+            if chunk:
+                yield self.encode(chunk)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "state": self.state()}
+
+
+def get_tokenizer_class(name: str) -> type[Tokenizer]:
+    import charnn.tokenizers  # noqa: F401  (registers the built-in tokenizers)
+
+    try:
+        return REGISTRY[name]
+    except KeyError:
+        raise CharnnError(
+            f"unknown tokenizer {name!r}: choose one of {', '.join(sorted(REGISTRY))}", 2
+        ) from None
+
+
+def tokenizer_from_dict(d: dict[str, Any]) -> Tokenizer:
+    """Rebuild a tokenizer saved with Tokenizer.to_dict() (as stored in a checkpoint)."""
+    if not isinstance(d, dict) or "name" not in d or "state" not in d:
+        raise CharnnError("the checkpoint's tokenizer entry is damaged")
+    return get_tokenizer_class(d["name"]).from_state(d["state"])

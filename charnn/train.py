@@ -1,0 +1,422 @@
+"""Training with truncated backpropagation through time, and evaluation.
+
+train() is a plain function: it takes frozen configs and prepared data, writes checkpoints and a
+metrics log into the run folder, and reports progress through a callback. It never prints.
+
+Each step takes the next (B, T) chunk of the B parallel streams, runs the model from the state
+carried over from the previous chunk, backpropagates, clips the global gradient norm and steps
+AdamW; the state is then detached, so gradients stop at chunk boundaries while the values flow
+on. The state is reset at each epoch.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+import signal
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from charnn import checkpoint as ckpt_io
+from charnn.config import ModelConfig, TrainConfig
+from charnn.data import batchify, check_trainable, encode_corpus, get_chunk, num_chunks, split
+from charnn.errors import CharnnError
+from charnn.model import RNNLM, detach_state, num_parameters
+from charnn.tokenizers import Tokenizer
+
+Callback = Callable[[dict[str, Any]], Optional[bool]]  # return True to stop gracefully
+LN2 = math.log(2.0)
+MAX_BAD_STEPS = 3       # consecutive non-finite steps before rolling back
+MAX_ROLLBACKS = 4
+
+
+@dataclass
+class TrainData:
+    """A tokenized corpus split for training: ids are (N,) arrays, memory-mapped."""
+
+    tokenizer: Tokenizer
+    train_ids: np.ndarray
+    val_ids: np.ndarray
+    val_chars: int            # characters of text the validation ids stand for
+    source: dict[str, Any] = field(default_factory=dict)   # {path, digest, from_cache}
+
+    @property
+    def chars_per_token(self) -> float:
+        return self.val_chars / max(1, len(self.val_ids))
+
+
+def prepare_data(path: Path, tokenizer_name: str = "char", val_frac: float = 0.1,
+                 fit_options: dict[str, Any] | None = None,
+                 tokenizer: Tokenizer | None = None) -> TrainData:
+    enc = encode_corpus(path, tokenizer_name, fit_options, tokenizer)
+    train_ids, val_ids = split(enc.ids, val_frac)
+    return TrainData(enc.tokenizer, train_ids, val_ids, count_chars(enc.tokenizer, val_ids),
+                     {"path": str(path), "digest": enc.digest, "from_cache": enc.from_cache})
+
+
+def count_chars(tokenizer: Tokenizer, ids: np.ndarray, block: int = 1 << 20) -> int:
+    if tokenizer.name == "char":
+        return len(ids)
+    return sum(len(tokenizer.decode(ids[i:i + block])) for i in range(0, len(ids), block))
+
+
+def pick_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise CharnnError("--device cuda was asked for, but no CUDA GPU is available", 2)
+    if name == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+        raise CharnnError("--device mps was asked for, but MPS is not available", 2)
+    return torch.device(name)
+
+
+def lr_at(cfg: TrainConfig, step: int, progress: float, scale: float = 1.0) -> float:
+    """Linear warmup over cfg.warmup steps, then cosine decay to lr * min_lr_frac.
+
+    `progress` in [0, 1] is the fraction of the run done: steps / max_steps, or, with a time
+    budget, elapsed / budget, so the decay ends when the wall clock does.
+    """
+    warm = min(1.0, (step + 1) / cfg.warmup) if cfg.warmup else 1.0
+    p = min(1.0, max(0.0, progress))
+    decay = cfg.min_lr_frac + (1 - cfg.min_lr_frac) * 0.5 * (1 + math.cos(math.pi * p))
+    return cfg.lr * scale * warm * decay
+
+
+@torch.no_grad()
+def evaluate(model: RNNLM, ids: np.ndarray, batch_size: int, seq_len: int,
+             device: torch.device | str = "cpu", amp: bool = False,
+             max_tokens: int | None = None) -> tuple[float, int]:
+    """Mean cross-entropy (nats per token) over `ids`, read as B streams with carried state.
+
+    Returns (loss, tokens scored). `max_tokens` caps the work for periodic evaluations.
+    """
+    if max_tokens is not None and len(ids) > max_tokens:
+        ids = ids[:max_tokens]
+    B = max(1, min(batch_size, (len(ids) - 1) // 2))
+    streams = batchify(ids, B)                                   # (B, L)
+    was_training = model.training
+    model.eval()
+    state, total, count = None, 0.0, 0
+    device = torch.device(device)
+    for i in range(num_chunks(streams, seq_len)):
+        blk = torch.from_numpy(get_chunk(streams, i, seq_len)).to(device)   # (B, t + 1)
+        with _autocast(device, amp):
+            logits, state = model(blk[:, :-1], state)
+        total += F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]),
+                                 blk[:, 1:].reshape(-1), reduction="sum").item()
+        count += blk[:, 1:].numel()
+    model.train(was_training)
+    if count == 0:
+        raise CharnnError("the validation split is too short to evaluate")
+    return total / count, count
+
+
+def _autocast(device: torch.device, amp: bool):
+    if amp and device.type == "cuda":
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return torch.autocast(device.type, enabled=False)
+
+
+def val_metrics(loss: float, data: TrainData) -> dict[str, float]:
+    """Per-token loss -> the figures users compare: nats/char, bits/char, perplexity."""
+    nats_char = loss / data.chars_per_token
+    return {"val_loss": loss, "val_nats_per_char": nats_char, "val_bpc": nats_char / LN2,
+            "val_ppl": math.exp(min(loss, 50.0))}
+
+
+class _Interrupts:
+    """First Ctrl-C (or SIGTERM) asks for a graceful stop at the next step boundary, so the
+    checkpoint is never taken mid-update; a second Ctrl-C interrupts at once."""
+
+    def __init__(self):
+        self.requested = False
+        self._old: dict[int, Any] = {}
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self._old[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def _handle(self, signum, frame):
+        if self.requested and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        self.requested = True
+
+    def __exit__(self, *exc):
+        for sig, old in self._old.items():
+            signal.signal(sig, old)
+
+
+def train(model_cfg: ModelConfig, cfg: TrainConfig, data: TrainData, run_dir: Path,
+          callback: Callback | None = None, resume: dict[str, Any] | None = None,
+          started: float | None = None, init_model: Callable[[RNNLM], None] | None = None,
+          ) -> dict[str, Any]:
+    """Train a model and return a summary dict. See the module docstring for the loop.
+
+    resume: a loaded checkpoint to continue from exactly. started: time.time() when the command
+    began, so --time-budget covers corpus reading and the final evaluation too. init_model: a
+    hook run once on a fresh model (e.g. copying word2vec vectors into the embedding).
+    """
+    t_start = time.time()
+    started = started if started is not None else t_start
+    emit = callback or (lambda event: None)
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    for w in check_trainable(len(data.train_ids), len(data.val_ids), cfg.batch_size, cfg.seq_len):
+        emit({"event": "warning", "message": w})
+
+    device = pick_device(cfg.device)
+    amp = cfg.amp and device.type == "cuda"
+    torch.manual_seed(cfg.seed)
+    model = RNNLM(model_cfg)
+    if resume is not None:
+        model.load_state_dict(resume["model"])
+    elif init_model is not None:
+        init_model(model)
+    model.to(device)
+    params = [p for p in model.parameters() if p.requires_grad]
+    decay = [p for p in params if p.dim() >= 2]
+    no_decay = [p for p in params if p.dim() < 2]
+    opt = torch.optim.AdamW(
+        [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+        lr=cfg.lr, betas=(0.9, 0.99), **({"fused": True} if device.type == "cuda" else {}),
+    )
+
+    streams = batchify(data.train_ids, cfg.batch_size)          # (B, L) view of the memmap
+    chunks_per_epoch = num_chunks(streams, cfg.seq_len)
+    total_steps = cfg.max_steps
+    if cfg.epochs is not None:
+        epoch_steps = cfg.epochs * chunks_per_epoch
+        total_steps = min(total_steps, epoch_steps) if total_steps else epoch_steps
+    budget = cfg.time_budget
+
+    step = epoch = chunk = 0
+    elapsed_before = 0.0
+    state = None
+    history: list[dict[str, Any]] = []
+    best_val = math.inf
+    lr_scale = 1.0
+    if resume is not None:
+        p = resume["progress"]
+        step, epoch, chunk = int(p["step"]), int(p["epoch"]), int(p["chunk"])
+        elapsed_before = float(p.get("elapsed", 0.0))
+        best_val = float(p.get("best_val", math.inf))
+        lr_scale = float(p.get("lr_scale", 1.0))
+        history = list(resume.get("history", []))
+        if resume.get("optimizer"):
+            opt.load_state_dict(resume["optimizer"])
+        if resume.get("state"):
+            state = tuple(s.to(device) for s in resume["state"])
+        rng = resume.get("rng", {})
+        if "torch" in rng:
+            torch.set_rng_state(rng["torch"])
+        if "cuda" in rng and device.type == "cuda":
+            torch.cuda.set_rng_state_all(rng["cuda"])
+
+    metrics_path = run_dir / "metrics.jsonl"
+    metrics = open(metrics_path, "a", encoding="utf-8")
+
+    def log(record: dict[str, Any]) -> Optional[bool]:
+        metrics.write(json.dumps(record) + "\n")
+        metrics.flush()
+        return emit(record)
+
+    def payload() -> dict[str, Any]:
+        return {
+            "model_config": model_cfg.to_dict(),
+            "train_config": cfg.to_dict(),
+            "tokenizer": data.tokenizer.to_dict(),
+            "model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+            "optimizer": _to_cpu(opt.state_dict()),
+            "progress": {"step": step, "epoch": epoch, "chunk": chunk, "best_val": best_val,
+                         "elapsed": elapsed_before + (time.time() - t_start), "lr_scale": lr_scale,
+                         "chars_per_token": data.chars_per_token},
+            "state": [s.detach().cpu() for s in state] if state is not None else [],
+            "rng": {"torch": torch.get_rng_state(),
+                    **({"cuda": torch.cuda.get_rng_state_all()} if device.type == "cuda" else {})},
+            "history": history,
+            "corpus": {k: v for k, v in data.source.items() if k in ("path", "digest")},
+            "num_parameters": num_parameters(model),
+        }
+
+    def save(best: bool = False) -> None:
+        p = payload()
+        ckpt_io.save(p, run_dir / ckpt_io.LATEST)
+        if best:
+            ckpt_io.save(p, run_dir / ckpt_io.BEST)
+        emit({"event": "save", "step": step, "best": best})
+
+    def run_eval(final: bool = False) -> float:
+        nonlocal best_val, eval_seconds
+        t0 = time.perf_counter()
+        loss, n = evaluate(model, data.val_ids, cfg.batch_size, cfg.seq_len, device, amp,
+                           max_tokens=None if final else 1 << 20)
+        eval_seconds = time.perf_counter() - t0 if final or len(data.val_ids) <= 1 << 20 else eval_seconds
+        improved = loss < best_val
+        best_val = min(best_val, loss)
+        rec = {"event": "eval", "step": step, "epoch": epoch, "final": final, "tokens": n,
+               "elapsed": round(time.time() - started, 3), **val_metrics(loss, data),
+               "best_val_loss": best_val}
+        history.append({"step": step, "val_loss": loss, "elapsed": rec["elapsed"],
+                        "train_loss": last_train_loss})
+        log(rec)
+        save(best=improved)
+        return loss
+
+    def deadline_near() -> bool:
+        if budget is None:
+            return False
+        reserve = 1.5 * eval_seconds + save_seconds + step_seconds
+        return (time.time() - started) + elapsed_before + reserve >= budget
+
+    # rough first guess of an evaluation's cost until one is measured: a forward pass runs at
+    # about 3x the training speed per token
+    eval_seconds = 0.0
+    save_seconds = 0.5
+    step_seconds = 0.0
+    last_train_loss = float("nan")
+    bad_steps = rollbacks = 0
+    good = _snapshot(model, opt, step, epoch, chunk)
+    tokens_window, t_window = 0, time.perf_counter()
+    interrupted = False
+    n_params = num_parameters(model)
+    emit({"event": "start", "device": str(device), "parameters": n_params, "vocab_size": model_cfg.vocab_size,
+          "train_tokens": len(data.train_ids), "val_tokens": len(data.val_ids),
+          "chunks_per_epoch": chunks_per_epoch, "total_steps": total_steps, "time_budget": budget,
+          "step": step, "resumed": resume is not None, "run_dir": str(run_dir)})
+    model.train()
+    with _Interrupts() as interrupts:
+        while True:
+            if total_steps is not None and step >= total_steps:
+                break
+            if deadline_near():
+                break
+            if interrupts.requested:
+                interrupted = True
+                break
+            if chunk >= chunks_per_epoch:
+                epoch, chunk, state = epoch + 1, 0, None
+                if cfg.epochs is not None and epoch >= cfg.epochs:
+                    break
+            t_step = time.perf_counter()
+            blk = torch.from_numpy(get_chunk(streams, chunk, cfg.seq_len)).to(device, non_blocking=True)
+            x, y = blk[:, :-1], blk[:, 1:]                                     # (B, t) each
+            progress = _progress(step, total_steps, time.time() - started + elapsed_before, budget)
+            lr = lr_at(cfg, step, progress, lr_scale)
+            for g in opt.param_groups:
+                g["lr"] = lr
+            with _autocast(device, amp):
+                logits, new_state = model(x, state)                            # (B, t, V)
+                loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), y.reshape(-1))
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            gnorm = torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip if cfg.grad_clip > 0 else math.inf)
+            loss_v, gnorm_v = loss.item(), gnorm.item()
+            if not (math.isfinite(loss_v) and math.isfinite(gnorm_v)):
+                # a non-finite loss or gradient never reaches the weights
+                bad_steps += 1
+                log({"event": "skip", "step": step, "loss": loss_v, "grad_norm": gnorm_v})
+                opt.zero_grad(set_to_none=True)
+                state = None
+                chunk += 1
+                if bad_steps >= MAX_BAD_STEPS:
+                    if rollbacks >= MAX_ROLLBACKS:
+                        raise CharnnError("training diverged: the loss stayed non-finite after "
+                                          f"{rollbacks} rollbacks; try a lower --lr")
+                    rollbacks += 1
+                    lr_scale *= 0.5
+                    step, epoch, chunk = _restore(good, model, opt)
+                    bad_steps = 0
+                    log({"event": "rollback", "step": step, "lr_scale": lr_scale})
+                continue
+            bad_steps = 0
+            opt.step()
+            state = detach_state(new_state)
+            step += 1
+            chunk += 1
+            last_train_loss = loss_v
+            tokens_window += y.numel()
+            step_seconds = 0.9 * step_seconds + 0.1 * (time.perf_counter() - t_step) if step > 1 else \
+                time.perf_counter() - t_step
+            stop = False
+            if step % 10 == 0 or step == total_steps:
+                dt = time.perf_counter() - t_window
+                tps = tokens_window / dt if dt > 0 else 0.0
+                tokens_window, t_window = 0, time.perf_counter()
+                elapsed = time.time() - started + elapsed_before
+                stop = bool(log({"event": "step", "step": step, "epoch": epoch, "loss": loss_v,
+                                 "lr": lr, "grad_norm": gnorm_v, "tokens_per_sec": tps,
+                                 "chars_per_sec": tps * data.chars_per_token, "elapsed": elapsed,
+                                 "progress": _progress(step, total_steps, elapsed, budget),
+                                 "eta": _eta(step, total_steps, elapsed, budget, step_seconds)}))
+            if step % cfg.eval_every == 0:
+                run_eval()
+                good = _snapshot(model, opt, step, epoch, chunk)
+            elif step % cfg.save_every == 0:
+                t0 = time.perf_counter()
+                save()
+                save_seconds = time.perf_counter() - t0
+            if stop:
+                interrupted = True
+                break
+
+        final_loss = run_eval(final=True) if step > 0 else math.nan
+    metrics.close()
+    summary = {
+        "event": "done", "run_dir": str(run_dir), "steps": step, "epochs": epoch,
+        "interrupted": interrupted, "parameters": n_params, "best_val_loss": best_val,
+        "elapsed": time.time() - started, "train_loss": last_train_loss,
+        **(val_metrics(final_loss, data) if step > 0 else {}),
+        "best_val_bpc": best_val / data.chars_per_token / LN2,
+    }
+    emit(summary)
+    return summary
+
+
+def _progress(step: int, total: int | None, elapsed: float, budget: float | None) -> float:
+    parts = []
+    if total:
+        parts.append(step / total)
+    if budget:
+        parts.append(elapsed / budget)
+    return max(parts) if parts else 0.0
+
+
+def _eta(step, total, elapsed, budget, step_seconds) -> float | None:
+    etas = []
+    if total:
+        etas.append((total - step) * step_seconds)
+    if budget:
+        etas.append(max(0.0, budget - elapsed))
+    return min(etas) if etas else None
+
+
+def _to_cpu(obj: Any) -> Any:
+    if isinstance(obj, torch.Tensor):
+        return obj.detach().cpu()
+    if isinstance(obj, dict):
+        return {k: _to_cpu(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(_to_cpu(v) for v in obj)
+    return obj
+
+
+def _snapshot(model, opt, step, epoch, chunk) -> dict[str, Any]:
+    """An in-memory copy of the last known-good weights, for rolling back after divergence."""
+    return {"model": copy.deepcopy(model.state_dict()), "opt": copy.deepcopy(opt.state_dict()),
+            "pos": (step, epoch, chunk)}
+
+
+def _restore(snap, model, opt) -> tuple[int, int, int]:
+    model.load_state_dict(snap["model"])
+    opt.load_state_dict(snap["opt"])
+    return snap["pos"]
