@@ -1,0 +1,156 @@
+"""The model, training loop, checkpoints and sampler, on tiny models (real ones, no mocks)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from charnn import checkpoint
+from charnn.config import ModelConfig, SampleConfig, TrainConfig
+from charnn.model import RNNLM
+from charnn.sample import Stepper, pick, sample_text
+from charnn.train import TrainData, evaluate, prepare_data, train
+from charnn.tokenizers.char import CharTokenizer
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru", "rnn"])
+def test_chunked_forward_with_carried_state_equals_full_forward(cell):
+    torch.manual_seed(0)
+    model = RNNLM(ModelConfig(vocab_size=11, cell=cell, layers=2, hidden=16, embed_dim=8)).eval()
+    ids = torch.randint(0, 11, (3, 20))
+    full, _ = model(ids)
+    state, parts = None, []
+    for chunk in ids.split(7, dim=1):          # 7 + 7 + 6 steps, state carried across
+        logits, state = model(chunk, state)
+        parts.append(logits)
+    assert torch.allclose(torch.cat(parts, 1), full, atol=1e-6)
+
+
+@pytest.mark.parametrize("cell,tie", [("lstm", False), ("gru", False), ("rnn", False), ("lstm", True)])
+def test_stepper_matches_the_fused_model(cell, tie):
+    torch.manual_seed(0)
+    model = RNNLM(ModelConfig(vocab_size=13, cell=cell, layers=2, hidden=24, embed_dim=8,
+                              tie_weights=tie)).eval()
+    ids = torch.randint(0, 13, (2, 9))
+    full, _ = model(ids)
+    stepper, state = Stepper(model), model.init_state(2)
+    for t in range(ids.shape[1]):
+        logits, state = stepper.step(ids[:, t], state)
+        assert torch.allclose(logits, full[:, t], atol=1e-5), t
+
+
+def _data(text: str, val_frac=0.1) -> TrainData:
+    tok = CharTokenizer.fit(lambda: [text])
+    ids = tok.encode(text)
+    n = int(len(ids) * (1 - val_frac))
+    return TrainData(tok, ids[:n], ids[n:], len(ids) - n)
+
+
+def test_a_small_model_overfits_a_short_text(tmp_path):
+    text = "hello world, this is charnn. " * 40
+    data = _data(text)
+    mcfg = ModelConfig(vocab_size=data.tokenizer.vocab_size, hidden=64, layers=1, embed_dim=16)
+    tcfg = TrainConfig(seq_len=32, batch_size=4, lr=1e-2, max_steps=150, eval_every=1000, warmup=10)
+    summary = train(mcfg, tcfg, data, tmp_path / "run")
+    assert summary["val_loss"] < 0.15          # starts at ln(V) ~ 2.8 nats
+    ckpt = checkpoint.load(tmp_path / "run" / "best.pt")
+    model, tok = checkpoint.build_model(ckpt)
+    out = sample_text(model, tok, SampleConfig(prime="hello ", length=40, temperature=0))[0]
+    assert out.startswith("hello world, this is charnn. hello")
+
+
+def test_save_load_gives_identical_logits(tmp_path):
+    data = _data("abcdefg hijklmnop\n" * 30)
+    mcfg = ModelConfig(vocab_size=data.tokenizer.vocab_size, hidden=16, layers=2, embed_dim=8)
+    train(mcfg, TrainConfig(seq_len=8, batch_size=4, max_steps=5), data, tmp_path / "r")
+    ckpt = checkpoint.load(tmp_path / "r" / "latest.pt")
+    model, tok = checkpoint.build_model(ckpt)
+    again, _ = checkpoint.build_model(checkpoint.load(tmp_path / "r" / "latest.pt"))
+    ids = torch.randint(0, tok.vocab_size, (2, 12))
+    assert torch.equal(model.eval()(ids)[0], again.eval()(ids)[0])
+    assert tok.chars == data.tokenizer.chars
+    # the saved weights are the trained ones, not a fresh init
+    assert not torch.equal(RNNLM(mcfg).state_dict()["rnn.weight_hh_l0"], ckpt["model"]["rnn.weight_hh_l0"])
+
+
+def test_resume_ends_with_the_same_weights_as_uninterrupted_training(tmp_path):
+    data = _data("the quick brown fox jumps over the lazy dog\n" * 40)
+    mcfg = ModelConfig(vocab_size=data.tokenizer.vocab_size, hidden=16, layers=2, embed_dim=8, dropout=0.2)
+    tcfg = TrainConfig(seq_len=8, batch_size=4, max_steps=30, eval_every=7, seed=3, warmup=5)
+    train(mcfg, tcfg, data, tmp_path / "straight")
+
+    stop_at = 13
+    s = train(mcfg, tcfg, data, tmp_path / "split",
+              callback=lambda ev: ev.get("event") == "step" and ev["step"] >= stop_at)
+    assert s["interrupted"] and s["steps"] < 30
+    resumed = checkpoint.load(tmp_path / "split" / "latest.pt")
+    train(mcfg, tcfg, data, tmp_path / "split", resume=resumed)
+
+    a = checkpoint.load(tmp_path / "straight" / "latest.pt")["model"]
+    b = checkpoint.load(tmp_path / "split" / "latest.pt")["model"]
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+
+
+def test_evaluate_is_mean_nats_per_token():
+    torch.manual_seed(0)
+    model = RNNLM(ModelConfig(vocab_size=5, hidden=8, layers=1, embed_dim=4))
+    with torch.no_grad():               # a model that predicts uniformly: loss = ln(5)
+        for p in model.head.parameters():
+            p.zero_()
+    loss, n = evaluate(model, np.arange(101) % 5, batch_size=4, seq_len=10)
+    assert abs(loss - math.log(5)) < 1e-6
+    assert n == 4 * (101 // 4 - 1)      # 4 streams of 25 tokens score 24 targets each
+
+
+def test_temperature_zero_is_argmax_and_seeds_repeat():
+    logits = torch.tensor([[0.1, 2.0, -1.0], [3.0, 0.0, 0.5]])
+    assert pick(logits, 0.0).tolist() == [1, 0]
+    g1, g2 = torch.Generator().manual_seed(5), torch.Generator().manual_seed(5)
+    a = [pick(logits, 1.0, generator=g1).tolist() for _ in range(20)]
+    b = [pick(logits, 1.0, generator=g2).tolist() for _ in range(20)]
+    assert a == b
+
+
+def test_top_k_and_top_p_restrict_the_choice():
+    logits = torch.log(torch.tensor([[0.5, 0.3, 0.15, 0.05]]))
+    g = torch.Generator().manual_seed(0)
+    assert {pick(logits, 1.0, top_k=2, generator=g).item() for _ in range(200)} == {0, 1}
+    assert {pick(logits, 1.0, top_p=0.7, generator=g).item() for _ in range(200)} == {0, 1}
+    assert {pick(logits, 1.0, top_p=0.4, generator=g).item() for _ in range(50)} == {0}
+
+
+def test_seeded_sampling_repeats_and_streams_match_batch():
+    torch.manual_seed(0)
+    tok = CharTokenizer(list("abc \n"))
+    model = RNNLM(ModelConfig(vocab_size=5, hidden=8, layers=2, embed_dim=4))
+    cfg = SampleConfig(length=50, seed=7, prime="ab")
+    assert sample_text(model, tok, cfg) == sample_text(model, tok, cfg)
+    other = sample_text(model, tok, SampleConfig(length=50, seed=8, prime="ab"))
+    assert other != sample_text(model, tok, cfg)
+
+
+def test_stop_text_ends_the_sample_before_it():
+    tok = CharTokenizer(list("ab\n"))
+    torch.manual_seed(0)
+    model = RNNLM(ModelConfig(vocab_size=3, hidden=8, layers=1, embed_dim=4))
+    with torch.no_grad():   # always predict "b": the sample is "abbbb..." and stops at "bb"
+        model.head.weight.zero_()
+        model.head.bias.copy_(torch.tensor([0.0, 10.0, 0.0]))
+    out = sample_text(model, tok, SampleConfig(prime="a", length=20, temperature=0, stop="bbb"))
+    assert out == ["a"]
+    out = sample_text(model, tok, SampleConfig(prime="a", length=5, temperature=0))
+    assert out == ["abbbbb"]
+
+
+def test_prepare_data_uses_the_cache(tmp_path):
+    p = tmp_path / "c.txt"
+    p.write_text("some text here\n" * 50)
+    a = prepare_data(p)
+    b = prepare_data(p)
+    assert not a.source["from_cache"] and b.source["from_cache"]
+    assert a.val_chars == len(a.val_ids)
