@@ -54,6 +54,7 @@ def train_cmd(
     seed: Optional[int] = Opt(None, help="Random seed; a CPU run with a seed repeats bit for bit. [default: 1337]"),
     resume: Optional[Path] = Opt(None, help="Continue the run in this folder exactly where it stopped."),
     force: bool = Opt(False, "--force", help="Start afresh in a run folder that already holds a run."),
+    dry_run: bool = Opt(False, "--dry-run", help="Print the model and schedule that would be chosen, and why; train nothing."),
     quiet: bool = Opt(False, "--quiet", "-q", help="No progress on stderr."),
     json_out: bool = Opt(False, "--json", help="Print a JSON summary on stdout at the end."),
 ):
@@ -109,7 +110,7 @@ def train_cmd(
         path = corpora.resolve(corpus_arg, progress=bar)
     if resumed is None:
         run_dir = out or Path("checkpoints") / _run_name(corpus_arg, path)
-        if (run_dir / ckpt_io.LATEST).exists() and not force:
+        if (run_dir / ckpt_io.LATEST).exists() and not (force or dry_run):
             raise CharnnError(f"{run_dir} already holds a run: continue it with --resume {run_dir}, "
                               "pick another --out, or start afresh with --force")
 
@@ -128,8 +129,37 @@ def train_cmd(
     if resumed is None:
         mc = dict(cell=cell, layers=layers, hidden=hidden, embed_dim=embed_dim, dropout=dropout,
                   tie_weights=tie_weights)
+        if train_cfg.time_budget is not None and train_cfg.max_steps is None and train_cfg.epochs is None:
+            # only the clock limits the run: choose the size and schedule that learn most in it
+            from charnn import autosize
+            from charnn.train import pick_device
+
+            fixed = {**{k: v for k, v in mc.items() if k != "tie_weights"},
+                     **{k: v for k, v in tc.items() if k in ("batch_size", "seq_len", "lr", "warmup")}}
+            remaining = train_cfg.time_budget - (time.time() - started)
+            plan = autosize.plan(remaining, len(data.train_ids), data.tokenizer.vocab_size,
+                                 pick_device(train_cfg.device), fixed, cell or "lstm")
+            if dry_run:
+                if json_out:
+                    write_json(plan.to_dict())
+                else:
+                    sys.stdout.write(autosize.describe(plan) + "\n")
+                return
+            if not quiet:
+                sys.stderr.write(autosize.describe(plan) + "\n")
+            mc.update(layers=plan.layers, hidden=plan.hidden, embed_dim=plan.embed_dim, dropout=plan.dropout)
+            train_cfg = dataclasses.replace(train_cfg, batch_size=plan.batch_size, seq_len=plan.seq_len,
+                                            lr=plan.lr, warmup=plan.warmup)
         model_cfg = ModelConfig(vocab_size=data.tokenizer.vocab_size,
                                 **{k: v for k, v in mc.items() if v is not None})
+        if dry_run:
+            d = {"model": model_cfg.to_dict(), "train": train_cfg.to_dict(),
+                 "why": "fixed limits (--max-steps/--epochs) or flags: defaults and flags as given"}
+            if json_out:
+                write_json(d)
+            else:
+                sys.stdout.write(f"model  {model_cfg}\ntrain  {train_cfg}\nwhy    {d['why']}\n")
+            return
 
     with ckpt_io.RunLock(run_dir):
         summary = train(model_cfg, train_cfg, data, run_dir, callback=reporter, resume=resumed,
