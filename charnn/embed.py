@@ -98,8 +98,10 @@ def prepare_corpus(source: Path, lowercase: bool = False, progress: Progress | N
     d = cache_dir() / "embed"
     text_path, meta_path = d / f"{key}.txt", d / f"{key}.json"
     meta = _read_json(meta_path)
-    if meta is not None and text_path.is_file() and text_path.stat().st_size == meta.get("bytes"):
-        return PreparedCorpus(text_path, meta["counts"], meta["sentences"], meta["words"], cached=True)
+    if (isinstance(meta, dict) and isinstance(meta.get("counts"), dict) and text_path.is_file()
+            and text_path.stat().st_size == meta.get("bytes")):  # else (re)write both
+        return PreparedCorpus(text_path, meta["counts"], int(meta.get("sentences", 0)),
+                              int(meta.get("words", 0)), cached=True)
 
     d.mkdir(parents=True, exist_ok=True)
     total_bytes = source.stat().st_size
