@@ -10,8 +10,9 @@ corpus: bare gensim has no tokenizer of its own to give it the same words):
   gensim     Word2Vec(corpus_file=that file, same parameters): its own vocabulary scan + training
   gensim-it  Word2Vec(LineSentence(that file), ...): gensim's usual streaming-iterable mode
 
-words/s = corpus words x epochs / wall seconds of the whole call (best of --repeat, runs
-interleaved so machine noise hits both sides alike). The first, cold preprocessing pass is timed
+words/s = corpus words x epochs / seconds (best of --repeat, runs interleaved so machine noise
+hits both sides alike), for the whole call and for the training part alone (charnn's whole call
+skips gensim's vocabulary scan: it reuses the word counts cached with the tokenized corpus). The first, cold preprocessing pass is timed
 separately. charnn should reach >= 90% of bare gensim (corpus_file). Not a test: run it on a
 quiet machine.
 """
@@ -80,41 +81,60 @@ def bench(cache: str) -> None:
     def run_charnn():
         kv, stats = embed.build(source, config)
         assert stats.cached
-        return len(kv)
+        return len(kv), stats.seconds
 
     def run_gensim():
-        return len(Word2Vec(corpus_file=str(prepared.path), **params).wv)
+        # what Word2Vec(corpus_file=..., **params) does, with the training part timed alone
+        model = Word2Vec(**params)
+        model.build_vocab(corpus_file=str(prepared.path))
+        t = time.perf_counter()
+        model.train(corpus_file=str(prepared.path), total_examples=model.corpus_count,
+                    total_words=model.corpus_total_words, epochs=model.epochs)
+        return len(model.wv), time.perf_counter() - t
 
     def run_gensim_iterable():
-        return len(Word2Vec(LineSentence(str(prepared.path)), **params).wv)
+        model = Word2Vec(**params)
+        sentences = LineSentence(str(prepared.path))
+        model.build_vocab(sentences)
+        t = time.perf_counter()
+        model.train(sentences, total_examples=model.corpus_count, epochs=model.epochs)
+        return len(model.wv), time.perf_counter() - t
 
     sides = {"charnn": run_charnn, "gensim": run_gensim}
     if not args.no_iterable:
         sides["gensim-it"] = run_gensim_iterable
-    best = {name: float("inf") for name in sides}
+    best = {name: float("inf") for name in sides}        # whole call
+    best_train = {name: float("inf") for name in sides}  # training alone
     vocab = {}
     for r in range(args.repeat):
         for name, fn in sides.items():
             t = time.perf_counter()
-            vocab[name] = fn()
-            best[name] = min(best[name], time.perf_counter() - t)
-            print(f"  run {r + 1}: {name:<9} {time.perf_counter() - t:7.2f}s", file=sys.stderr)
+            vocab[name], train_s = fn()
+            wall = time.perf_counter() - t
+            best[name], best_train[name] = min(best[name], wall), min(best_train[name], train_s)
+            print(f"  run {r + 1}: {name:<9} {wall:7.2f}s (training {train_s:.2f}s)", file=sys.stderr)
     if len(set(vocab.values())) != 1:
         sys.exit(f"vocabularies differ, so the runs are not comparable: {vocab}")
 
     rate = {name: total / s for name, s in best.items()}
+    train_rate = {name: total / s for name, s in best_train.items()}
     ratio = rate["charnn"] / rate["gensim"]
+    train_ratio = train_rate["charnn"] / train_rate["gensim"]
     result = {"corpus": str(source), "corpus_words": prepared.words, "vocab": vocab["charnn"],
               "epochs": config.epochs, "dim": config.dim, "workers": workers, "sg": config.sg,
               "prep_seconds_cold": prep_s, "prep_bytes_per_sec": source.stat().st_size / prep_s,
-              "seconds": best, "words_per_sec": rate, "ratio_charnn_vs_gensim": ratio}
+              "seconds": best, "train_seconds": best_train, "words_per_sec": rate,
+              "train_words_per_sec": train_rate, "ratio_charnn_vs_gensim": ratio,
+              "train_ratio_charnn_vs_gensim": train_ratio}
     if args.json:
         print(json.dumps(result))
         return
+    print(f"{'':<10} {'whole call':>26}   {'training alone':>26}")
     for name in sides:
-        print(f"{name:<10} {best[name]:8.2f}s  {rate[name]:>12,.0f} words/s")
-    print(f"charnn / bare gensim (corpus_file): {ratio:.1%}  "
-          f"({'meets' if ratio >= 0.9 else 'BELOW'} the 90% target)")
+        print(f"{name:<10} {best[name]:8.2f}s {rate[name]:>12,.0f} words/s   "
+              f"{best_train[name]:8.2f}s {train_rate[name]:>12,.0f} words/s")
+    print(f"charnn / bare gensim (corpus_file): {ratio:.1%} whole call, {train_ratio:.1%} training "
+          f"alone ({'meets' if min(ratio, train_ratio) >= 0.9 else 'BELOW'} the 90% target)")
     print(f"tokenizing (cold, once per corpus): {prep_s:.2f}s, "
           f"{source.stat().st_size / prep_s / 1e6:.1f} MB/s")
 
