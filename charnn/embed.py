@@ -179,6 +179,7 @@ def train_prepared(corpus: PreparedCorpus, config: EmbedConfig, progress: Progre
     from gensim.models import Word2Vec
     from gensim.models.callbacks import CallbackAny2Vec
 
+    config.validate()
     workers = config.workers or available_cores()
     model = Word2Vec(
         vector_size=config.dim, window=config.window, min_count=config.min_count, sg=int(config.sg),
