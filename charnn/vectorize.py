@@ -1,0 +1,200 @@
+"""Text as vectors: bag-of-words over a fitted vocabulary, one-hot token indices, and word2vec
+vectors read from a file. Used by `charnn vectorize`, by `--input bow` (the conditioning vector)
+and by `--input word2vec` (initialising the embedding).
+
+Bag-of-words words are split_words' word tokens (punctuation and newlines dropped), lowercased,
+so "War" and "war" count as one word.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections import Counter
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+import numpy as np
+
+from charnn.errors import CharnnError
+from charnn.tokenizers.word import split_words
+
+_HAS_WORD_CHAR = re.compile(r"\w").match
+WEIGHTS = ("count", "tf", "l2", "tfidf")
+
+
+def bow_words(text: str) -> list[str]:
+    """'War, war!\\n' -> ['war', 'war']"""
+    return [w.lower() for w in split_words(text) if _HAS_WORD_CHAR(w)]
+
+
+class BowVocab:
+    """A bag-of-words vocabulary with document frequencies (for tf-idf).
+
+    State is plain data (stored in checkpoints of --input bow models).
+    """
+
+    def __init__(self, words: Sequence[str], df: Sequence[int] | None = None, n_docs: int = 0):
+        self.words = list(words)
+        if not self.words:
+            raise CharnnError("the bag-of-words vocabulary is empty: the text holds no words")
+        self.index = {w: i for i, w in enumerate(self.words)}
+        self.df = list(df) if df is not None else None
+        self.n_docs = int(n_docs)
+
+    @classmethod
+    def fit(cls, docs: Iterable[str | list[str]], max_vocab: int | None = None,
+            min_count: int = 1) -> "BowVocab":
+        """docs: texts, or already split word lists (bow_words). Keeps the max_vocab most
+        frequent words seen at least min_count times (ties: alphabetical)."""
+        counts: Counter[str] = Counter()
+        df: Counter[str] = Counter()
+        n = 0
+        for doc in docs:
+            words = bow_words(doc) if isinstance(doc, str) else doc
+            counts.update(words)
+            df.update(set(words))
+            n += 1
+        ranked = [w for w, c in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])) if c >= min_count]
+        if max_vocab:
+            ranked = ranked[: int(max_vocab)]
+        return cls(ranked, [df[w] for w in ranked], n)
+
+    @property
+    def dim(self) -> int:
+        return len(self.words)
+
+    def counts(self, words: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+        """Sparse counts: (indices, counts), indices ascending; words outside the vocabulary are
+        dropped."""
+        idx = [self.index[w] for w in words if w in self.index]
+        if not idx:
+            return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32)
+        u, c = np.unique(np.asarray(idx, dtype=np.int64), return_counts=True)
+        return u, c.astype(np.float32)
+
+    def sparse(self, text: str, weight: str = "tf") -> tuple[np.ndarray, np.ndarray]:
+        """text -> (indices, values). weight: count (raw counts), tf (counts / their sum), l2
+        (counts / their L2 norm: the unit-length term frequencies --input bow conditions on),
+        tfidf (tf * smoothed idf, L2-normalised)."""
+        idx, c = self.counts(bow_words(text))
+        return idx, self.weigh(idx, c, weight)
+
+    def weigh(self, idx: np.ndarray, c: np.ndarray, weight: str) -> np.ndarray:
+        if weight == "count" or not len(c):
+            return c
+        if weight == "tf":
+            return c / c.sum()
+        if weight == "l2":
+            return c / np.linalg.norm(c)
+        if weight == "tfidf":
+            if self.df is None or not self.n_docs:
+                raise CharnnError("this vocabulary has no document frequencies, so no tf-idf: "
+                                  "fit one with --fit FILE, or use --weight count or tf", 2)
+            # sklearn's smoothed idf: log((1 + N) / (1 + df)) + 1
+            idf = np.array([math.log((1 + self.n_docs) / (1 + self.df[i])) + 1 for i in idx], np.float32)
+            v = c / c.sum() * idf
+            return v / np.linalg.norm(v)
+        raise CharnnError(f"unknown weight {weight!r}: choose one of {', '.join(WEIGHTS)}", 2)
+
+    def vector(self, text: str, weight: str = "tf") -> np.ndarray:
+        """text -> dense (dim,) float32."""
+        v = np.zeros(self.dim, dtype=np.float32)
+        idx, val = self.sparse(text, weight)
+        v[idx] = val
+        return v
+
+    def state(self) -> dict[str, Any]:
+        return {"words": list(self.words), "df": list(self.df) if self.df is not None else None,
+                "n_docs": self.n_docs}
+
+    @classmethod
+    def from_state(cls, state: dict[str, Any]) -> "BowVocab":
+        if not isinstance(state, dict) or not isinstance(state.get("words"), list):
+            raise CharnnError("the checkpoint's bag-of-words vocabulary is damaged")
+        return cls(state["words"], state.get("df"), int(state.get("n_docs") or 0))
+
+    @classmethod
+    def from_checkpoint(cls, ckpt: dict[str, Any]) -> "BowVocab":
+        """The bow vocabulary of an --input bow model, else one made of a word model's words."""
+        if ckpt.get("bow"):
+            return cls.from_state(ckpt["bow"])
+        tok = ckpt.get("tokenizer") or {}
+        if tok.get("name") == "word":
+            words = list(dict.fromkeys(w.lower() for w in tok["state"]["vocab"][1:] if _HAS_WORD_CHAR(w)))
+            return cls(words)
+        raise CharnnError("this checkpoint has no word vocabulary (it is neither an --input bow "
+                          "nor a --tokenizer word model): fit one with --fit FILE", 2)
+
+
+# ----------------------------------------------------------------------------------------------
+# word2vec vectors
+
+
+def load_vectors(path: str | Path):
+    """Word vectors from a file -> gensim KeyedVectors.
+
+    Reads gensim's native format (`charnn embed` writes it; note it is a pickle, so load only
+    files you trust) and word2vec's text or binary format (with or without the "N D" header).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise CharnnError(f"{path}: no such vectors file")
+    from gensim.models import KeyedVectors
+
+    with open(path, "rb") as f:
+        head = f.read(4096)
+    if head[:1] == b"\x80":     # a pickle: gensim's native save()
+        try:
+            kv = KeyedVectors.load(str(path))
+        except Exception as e:  # noqa: BLE001  (anything in a damaged pickle)
+            raise CharnnError(f"{path}: cannot read these vectors ({type(e).__name__})") from None
+        kv = getattr(kv, "wv", kv)   # a whole Word2Vec model saved natively
+        if not hasattr(kv, "key_to_index"):
+            raise CharnnError(f"{path} holds no word vectors")
+        return kv
+    first = head.split(b"\n", 1)[0].split()
+    has_header = len(first) == 2 and all(x.isdigit() for x in first)
+    attempts = [dict(binary=False), dict(binary=True)] if has_header else [dict(binary=False, no_header=True)]
+    for kw in attempts:
+        try:
+            return KeyedVectors.load_word2vec_format(str(path), **kw)
+        except (ValueError, UnicodeDecodeError, EOFError, IndexError):
+            continue
+    raise CharnnError(f"{path}: not a word2vec text or binary file, nor gensim KeyedVectors")
+
+
+def lookup(kv, word: str) -> np.ndarray | None:
+    """A word's vector: the word as written, else lowercased; None when it has none."""
+    for w in (word, word.lower()):
+        if w in kv.key_to_index:
+            return kv[w]
+    return None
+
+
+def mean_vector(kv, text: str) -> tuple[np.ndarray, int]:
+    """Mean vector of the text's words that have vectors -> ((D,) float32, words found)."""
+    vecs = [v for v in (lookup(kv, w) for w in split_words(text) if _HAS_WORD_CHAR(w)) if v is not None]
+    if not vecs:
+        return np.zeros(kv.vector_size, dtype=np.float32), 0
+    return np.mean(vecs, axis=0).astype(np.float32), len(vecs)
+
+
+def embedding_from_vectors(vocab: Sequence[str], kv, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Rows of an embedding for `vocab` from word vectors -> ((V, D) float32, covered (V,) bool).
+
+    Uncovered rows (and <unk>) get a random normal init with the covered vectors' per-dimension
+    spread, so they sit at the same scale as the pretrained ones.
+    """
+    D = kv.vector_size
+    rows = np.zeros((len(vocab), D), dtype=np.float32)
+    covered = np.zeros(len(vocab), dtype=bool)
+    for i, w in enumerate(vocab):
+        v = lookup(kv, w)
+        if v is not None:
+            rows[i], covered[i] = v, True
+    std = rows[covered].std(axis=0) if covered.sum() > 1 else np.full(D, 0.1, np.float32)
+    rng = np.random.default_rng(seed)
+    n_new = int((~covered).sum())
+    rows[~covered] = rng.standard_normal((n_new, D)).astype(np.float32) * np.maximum(std, 1e-3)
+    return rows, covered
