@@ -12,7 +12,7 @@ import math
 import re
 from collections import Counter
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Iterable, Iterator, Sequence
 
 import numpy as np
 
@@ -198,3 +198,90 @@ def embedding_from_vectors(vocab: Sequence[str], kv, seed: int = 0) -> tuple[np.
     n_new = int((~covered).sum())
     rows[~covered] = rng.standard_normal((n_new, D)).astype(np.float32) * np.maximum(std, 1e-3)
     return rows, covered
+
+
+# ----------------------------------------------------------------------------------------------
+# Line by line, for `charnn tokenize` and `charnn vectorize`
+
+
+def read_lines(path: str | Path | None) -> Iterator[str]:
+    """Yield the lines of a file (None or '-': standard input) without their '\\n', one at a
+    time, so a pipeline starts producing before its input ends. Strict UTF-8: a bad line raises
+    CharnnError naming it."""
+    import sys
+
+    name = "standard input" if path in (None, "-") else str(path)
+    if path in (None, "-"):
+        if sys.stdin is None or sys.stdin.isatty():
+            raise CharnnError("no input: give a FILE, or pipe text in", 2)
+        f = sys.stdin.buffer
+        close = False
+    else:
+        try:
+            f = open(path, "rb")
+        except IsADirectoryError:
+            raise CharnnError(f"{path} is a directory, not a text file") from None
+        except FileNotFoundError:
+            raise CharnnError(f"{path}: no such file") from None
+        except PermissionError:
+            raise CharnnError(f"{path}: permission denied") from None
+        close = True
+    try:
+        for n, raw in enumerate(f, 1):
+            if n == 1 and raw.startswith(b"\xef\xbb\xbf"):
+                raw = raw[3:]
+            if b"\0" in raw:
+                raise CharnnError(f"{name}: NUL byte on line {n}: not a text file")
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as e:
+                raise CharnnError(f"{name}: not valid UTF-8 on line {n} (byte {e.start + 1} of the line)") from None
+            yield line[:-1] if line.endswith("\n") else line
+    finally:
+        if close:
+            f.close()
+
+
+def _num(x: float) -> float | int:
+    """Compact JSON numbers: whole counts as ints, others to 6 significant digits."""
+    x = float(x)
+    return int(x) if x.is_integer() and abs(x) < 2 ** 53 else float(f"{x:.6g}")
+
+
+class OneHotLines:
+    """A line -> the hot index of each token's one-hot vector (the token ids), over dim = V."""
+
+    def __init__(self, tokenizer):
+        self.tokenizer, self.dim = tokenizer, tokenizer.vocab_size
+
+    def __call__(self, line: str) -> tuple[dict[str, Any], np.ndarray | None]:
+        ids = [int(i) for i in self.tokenizer.encode(line)]
+        return {"dim": self.dim, "ids": ids}, None
+
+
+class BowLines:
+    """A line -> its sparse bag of words: ascending indices and their weights."""
+
+    def __init__(self, vocab: BowVocab, weight: str = "count"):
+        if weight not in WEIGHTS:
+            raise CharnnError(f"unknown --weight {weight!r}: choose one of {', '.join(WEIGHTS)}", 2)
+        if weight == "tfidf":
+            vocab.weigh(np.zeros(1, np.int64), np.ones(1, np.float32), weight)   # fails early without df
+        self.vocab, self.weight, self.dim = vocab, weight, vocab.dim
+
+    def __call__(self, line: str) -> tuple[dict[str, Any], np.ndarray]:
+        idx, val = self.vocab.sparse(line, self.weight)
+        dense = np.zeros(self.dim, dtype=np.float32)
+        dense[idx] = val
+        return {"dim": self.dim, "indices": idx.tolist(), "values": [_num(v) for v in val]}, dense
+
+
+class Word2VecLines:
+    """A line -> the mean vector of its words that have one (zeros when none has)."""
+
+    def __init__(self, kv):
+        self.kv, self.dim = kv, int(kv.vector_size)
+
+    def __call__(self, line: str) -> tuple[dict[str, Any], np.ndarray]:
+        v, found = mean_vector(self.kv, line)
+        return {"dim": self.dim, "words": found, "vector": [_num(x) for x in v]}, v
