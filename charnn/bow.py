@@ -171,3 +171,14 @@ def topic_cond(ckpt: dict[str, Any], model, topic: str | None):
         raise CharnnError(f"none of the --topic words is in the model's bag-of-words vocabulary "
                           f"(it has {vocab.dim:,} words, e.g. {shown})", 2)
     return torch.from_numpy(v).unsqueeze(0)                           # (1, bow_dim)
+
+
+def cond_for(ckpt: dict[str, Any], tokenizer: Tokenizer, ids: np.ndarray) -> DocCond | None:
+    """Per-step conditioning for scoring `ids` with a checkpoint's model (`charnn eval`): the
+    text's own documents over the model's vocabulary; None for a model that is not --input bow."""
+    if ckpt.get("model_config", {}).get("input") != "bow":
+        return None
+    state = ckpt.get("bow") or {}
+    vocab = BowVocab.from_state(state)
+    sep = tokenizer.encode(state.get("doc_sep", "\n\n"))
+    return _cond(tokenizer, vocab, ids, document_ids(ids, sep))

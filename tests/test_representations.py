@@ -151,6 +151,8 @@ def test_bow_on_a_char_model_stores_its_word_vocabulary(tmp_path):
     assert ck["model_config"]["bow_dim"] == len(ck["bow"]["words"])
     s = cli("sample", str(out), "--topic", "war", "--length", "20", "--seed", "1")
     assert s.exit_code == 0 and s.stdout
+    e = cli("eval", str(out), str(corpus), "--json")   # scored with the text's own documents
+    assert e.exit_code == 0, e.stderr
 
 
 def test_document_ids_and_per_step_conditioning():
