@@ -137,7 +137,8 @@ def prepare_bow(tokenizer: Tokenizer, train_ids: np.ndarray, val_ids: np.ndarray
     except CharnnError:
         sep = np.zeros(0, dtype=np.int64)
     if len(sep) == 0:
-        raise CharnnError(f"the document separator {doc_sep!r} cannot be written with this tokenizer", 2)
+        raise CharnnError(f"the document separator {doc_sep!r} never occurs in the corpus (the "
+                          "tokenizer cannot even write it): check --doc-sep", 2)
     train_docs = document_ids(train_ids, sep)
     val_docs = document_ids(val_ids, sep)
     if vocab is None:

@@ -1,11 +1,18 @@
 """Words: words and punctuation as tokens, newlines kept as tokens so generated text keeps its
 lines. `split_words` is also what `charnn embed` trains word2vec on, so word vectors line up
-with word-level language models.
+with word-level language models. WordTokenizer (below) builds a vocabulary over its tokens.
 """
 
 from __future__ import annotations
 
 import re
+from collections import Counter
+from typing import Any, Sequence
+
+import numpy as np
+
+from charnn.errors import CharnnError
+from charnn.tokenizers.base import StreamDecoder, Tokenizer, TextSource, register
 
 # a word (letters/digits, inner apostrophes and hyphens kept: don't, well-known), a newline, or
 # any other single non-space character (punctuation, symbols)
@@ -19,14 +26,6 @@ def split_words(text: str) -> list[str]:
 
 # ----------------------------------------------------------------------------------------------
 # The word tokenizer: a vocabulary of the most frequent tokens of split_words, plus <unk>
-
-from collections import Counter  # noqa: E402
-from typing import Any, Sequence  # noqa: E402
-
-import numpy as np  # noqa: E402
-
-from charnn.errors import CharnnError  # noqa: E402
-from charnn.tokenizers.base import StreamDecoder, TextSource, Tokenizer, register  # noqa: E402
 
 UNK = "<unk>"
 # Spacing when joining tokens back into text: split_words drops the spaces, so decoding puts one
