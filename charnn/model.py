@@ -79,7 +79,11 @@ class RNNLM(nn.Module):
             if cond is None:
                 raise CharnnError("this model is conditioned on a bag of words (--input bow): "
                                   "give one (charnn sample --topic WORDS)")
-            x = x + self.cond(cond).unsqueeze(1)  # (B, 1, in_dim) broadcast over T
+            if isinstance(cond, tuple):  # per step: rows (K, bow_dim), index (B, T) into them
+                rows, index = cond
+                x = x + self.cond(rows)[index]    # project K rows, then gather: (B, T, in_dim)
+            else:
+                x = x + self.cond(cond).unsqueeze(1)  # (B, 1, in_dim) broadcast over T
         return self.drop(x)
 
     def forward(self, ids: torch.Tensor, state: State | None = None,

@@ -47,6 +47,7 @@ class TrainData:
     val_ids: np.ndarray
     val_chars: int            # characters of text the validation ids stand for
     source: dict[str, Any] = field(default_factory=dict)   # {path, digest, from_cache}
+    bow: Any = None           # charnn.bow.BowData for --input bow: per-chunk document vectors
 
     @property
     def chars_per_token(self) -> float:
@@ -63,9 +64,10 @@ def prepare_data(path: Path, tokenizer_name: str = "char", val_frac: float = 0.1
 
 
 def count_chars(tokenizer: Tokenizer, ids: np.ndarray, block: int = 1 << 20) -> int:
+    """Characters of original text behind `ids` (the per-character loss divides by this)."""
     if tokenizer.name == "char":
         return len(ids)
-    return sum(len(tokenizer.decode(ids[i:i + block])) for i in range(0, len(ids), block))
+    return sum(tokenizer.count_chars(ids[i:i + block]) for i in range(0, len(ids), block))
 
 
 def pick_device(name: str) -> torch.device:
@@ -93,13 +95,15 @@ def lr_at(cfg: TrainConfig, step: int, progress: float, scale: float = 1.0) -> f
 @torch.no_grad()
 def evaluate(model: RNNLM, ids: np.ndarray, batch_size: int, seq_len: int,
              device: torch.device | str = "cpu", amp: bool = False,
-             max_tokens: int | None = None) -> tuple[float, int]:
+             max_tokens: int | None = None, cond: Any = None) -> tuple[float, int]:
     """Mean cross-entropy (nats per token) over `ids`, read as B streams with carried state.
 
     Returns (loss, tokens scored). `max_tokens` caps the work for periodic evaluations.
+    cond: a charnn.bow.DocCond aligned with `ids` for --input bow models.
     """
     if max_tokens is not None and len(ids) > max_tokens:
         ids = ids[:max_tokens]
+        cond = cond.prefix(max_tokens) if cond is not None else None
     B = max(1, min(batch_size, (len(ids) - 1) // 2))
     streams = batchify(ids, B)                                   # (B, L)
     was_training = model.training
@@ -108,8 +112,9 @@ def evaluate(model: RNNLM, ids: np.ndarray, batch_size: int, seq_len: int,
     device = torch.device(device)
     for i in range(num_chunks(streams, seq_len)):
         blk = torch.from_numpy(get_chunk(streams, i, seq_len)).to(device)   # (B, t + 1)
+        c = cond.chunk(B, i, seq_len, device) if cond is not None else None  # per-step bow
         with _autocast(device, amp):
-            logits, state = model(blk[:, :-1], state)
+            logits, state = model(blk[:, :-1], state, c)
         total += F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]),
                                  blk[:, 1:].reshape(-1), reduction="sum").item()
         count += blk[:, 1:].numel()
@@ -246,6 +251,7 @@ def train(model_cfg: ModelConfig, cfg: TrainConfig, data: TrainData, run_dir: Pa
             "history": history,
             "corpus": {k: v for k, v in data.source.items() if k in ("path", "digest")},
             "num_parameters": num_parameters(model),
+            **({"bow": data.bow.state()} if data.bow is not None else {}),
         }
 
     def save(best: bool = False) -> None:
@@ -259,7 +265,8 @@ def train(model_cfg: ModelConfig, cfg: TrainConfig, data: TrainData, run_dir: Pa
         nonlocal best_val, eval_seconds
         t0 = time.perf_counter()
         loss, n = evaluate(model, data.val_ids, cfg.batch_size, cfg.seq_len, device, amp,
-                           max_tokens=None if final else 1 << 20)
+                           max_tokens=None if final else 1 << 20,
+                           cond=data.bow.val if data.bow is not None else None)
         eval_seconds = time.perf_counter() - t0 if final or len(data.val_ids) <= 1 << 20 else eval_seconds
         improved = loss < best_val
         best_val = min(best_val, loss)
@@ -310,12 +317,14 @@ def train(model_cfg: ModelConfig, cfg: TrainConfig, data: TrainData, run_dir: Pa
             t_step = time.perf_counter()
             blk = torch.from_numpy(get_chunk(streams, chunk, cfg.seq_len)).to(device, non_blocking=True)
             x, y = blk[:, :-1], blk[:, 1:]                                     # (B, t) each
+            cond = data.bow.train.chunk(cfg.batch_size, chunk, cfg.seq_len, device) \
+                if data.bow is not None else None        # per-step bag of words (charnn.bow)
             progress = _progress(step, total_steps, time.time() - started + elapsed_before, budget)
             lr = lr_at(cfg, step, progress, lr_scale)
             for g in opt.param_groups:
                 g["lr"] = lr
             with _autocast(device, amp):
-                logits, new_state = model(x, state)                            # (B, t, V)
+                logits, new_state = model(x, state, cond)                      # (B, t, V)
                 loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), y.reshape(-1))
             opt.zero_grad(set_to_none=True)
             loss.backward()

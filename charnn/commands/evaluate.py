@@ -39,7 +39,9 @@ def eval_cmd(
     ids = encode_corpus(Path(text_path), tok.name, tokenizer=tok).ids
     if len(ids) < 2:
         raise CharnnError(f"{file} is too short to score (it needs at least 2 tokens)")
-    loss, n = evaluate(model, ids, batch_size, seq_len)
+    from charnn.bow import cond_for
+
+    loss, n = evaluate(model, ids, batch_size, seq_len, cond=cond_for(ckpt, tok, ids))
     # evaluate() scores the ids the streams cover; count the characters of exactly those
     B = max(1, min(batch_size, (len(ids) - 1) // 2))
     covered = ids[: (len(ids) // B) * B]

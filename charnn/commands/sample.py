@@ -33,6 +33,7 @@ def sample_cmd(
     stop: Optional[str] = Opt(None, help="Stop a sample when this text appears (not printed)."),
     num_samples: int = Opt(1, help="Samples to generate, as one batch; printed one after another."),
     separator: str = Opt("\n\n", help="Printed between samples."),
+    topic: Optional[str] = Opt(None, help="Models trained with --input bow: words to write about, e.g. 'war soldier battle'."),
     device: str = Opt("cpu", help="cpu, cuda or auto."),
     json_out: bool = Opt(False, "--json", help="One JSON object per sample on stdout instead of text."),
 ):
@@ -49,16 +50,20 @@ def sample_cmd(
     from charnn.sample import generate, encode_prime
     from charnn.train import pick_device
 
+    from charnn.bow import topic_cond
+
     encode_prime(tok, cfg.prime)  # unknown prime characters fail before anything is printed
     dev = pick_device(device)
     model.to(dev)
+    cond = topic_cond(ckpt, model, topic)                 # (1, bow_dim) or None
+    cond = cond.to(dev) if cond is not None else None
     out = sys.stdout
     texts = [cfg.prime] * num_samples
     live = not json_out
     if live:
         out.write(cfg.prime)
         out.flush()
-    for pieces in generate(model, tok, cfg, device=dev):
+    for pieces in generate(model, tok, cfg, cond=cond, device=dev):
         if live and pieces[0]:
             out.write(pieces[0])
             out.flush()

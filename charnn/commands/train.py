@@ -36,7 +36,16 @@ def train_cmd(
     tie_weights: Optional[bool] = Opt(None, "--tie-weights/--no-tie-weights",
                                       help="Share the input embedding with the output layer. [default: off]"),
     tokenizer: str = Opt("char", help="char, byte, word, bpe or unigram."),
-    vocab_size: Optional[int] = Opt(None, help="Vocabulary size for bpe/unigram (and word's cap)."),
+    vocab_size: Optional[int] = Opt(None, help="Vocabulary size for bpe/unigram (and word's cap). [default: 1000 for bpe/unigram]"),
+    min_count: Optional[int] = Opt(None, help="word: tokens seen fewer times become <unk>. [default: 1]"),
+    max_vocab: Optional[int] = Opt(None, help="word: keep at most this many tokens (and the bag of words of --input bow). [default: all; 2000 for bow]"),
+    input: Optional[str] = Opt(None, "--input", help="What the network reads: embedding (learned), onehot, "
+                               "word2vec (with --vectors; word tokenizer) or bow (conditioned on each "
+                               "document's bag of words; sample with --topic). [default: embedding]"),
+    vectors: Optional[str] = Opt(None, help="Word vectors for --input word2vec: a `charnn embed` .kv file "
+                                 "or a word2vec text/binary file; their dimension sets --embed-dim."),
+    freeze_embeddings: bool = Opt(False, "--freeze-embeddings", help="Keep the input embedding fixed (e.g. the word2vec vectors)."),
+    doc_sep: Optional[str] = Opt(None, help="--input bow: the text between documents (\\n escapes allowed). [default: a blank line]"),
     seq_len: Optional[int] = Opt(None, help="Steps per chunk of truncated BPTT. [default: 128]"),
     batch_size: Optional[int] = Opt(None, help="Parallel streams per step. [default: 32]"),
     lr: Optional[float] = Opt(None, help="Peak learning rate of AdamW. [default: 0.003]"),
@@ -124,17 +133,28 @@ def train_cmd(
         from charnn.data import file_digest
         if digest and file_digest(path) != digest:
             raise CharnnError(f"{path} is not the corpus this run was trained on (its content changed)")
-    fit_options = {"vocab_size": vocab_size} if vocab_size else {}
+    fit_options = {k: v for k, v in dict(vocab_size=vocab_size, min_count=min_count,
+                                         max_vocab=max_vocab).items() if v is not None}
     data = prepare_data(path, tokenizer, train_cfg.val_frac, fit_options, tokenizer=tok_obj)
+    from charnn.inputs import setup_input
+
+    if doc_sep is not None:
+        doc_sep = doc_sep.replace("\\n", "\n").replace("\\t", "\t")
+    inp = setup_input(data, input, vectors, embed_dim, freeze_embeddings, doc_sep, max_vocab,
+                      min_count, resumed, train_cfg.seed)
+    for m in inp.messages:
+        if not quiet or m.startswith("warning"):
+            sys.stderr.write(m + "\n")
     if resumed is None:
         mc = dict(cell=cell, layers=layers, hidden=hidden, embed_dim=embed_dim, dropout=dropout,
                   tie_weights=tie_weights)
+        mc.update(inp.model_options)   # e.g. word2vec sets embed_dim from the vectors
         if train_cfg.time_budget is not None and train_cfg.max_steps is None and train_cfg.epochs is None:
             # only the clock limits the run: choose the size and schedule that learn most in it
             from charnn import autosize
             from charnn.train import pick_device
 
-            fixed = {**{k: v for k, v in mc.items() if k != "tie_weights"},
+            fixed = {**{k: v for k, v in mc.items() if k in ("layers", "hidden", "embed_dim", "dropout")},
                      **{k: v for k, v in tc.items() if k in ("batch_size", "seq_len", "lr", "warmup")}}
             remaining = train_cfg.time_budget - (time.time() - started)
             plan = autosize.plan(remaining, len(data.train_ids), data.tokenizer.vocab_size,
@@ -163,7 +183,7 @@ def train_cmd(
 
     with ckpt_io.RunLock(run_dir):
         summary = train(model_cfg, train_cfg, data, run_dir, callback=reporter, resume=resumed,
-                        started=started)
+                        started=started, init_model=inp.init_model)
     reporter.close()
     if not quiet:
         _print_summary(summary)

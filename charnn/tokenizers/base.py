@@ -80,6 +80,11 @@ class Tokenizer(ABC):
     def stream_decoder(self) -> StreamDecoder:
         return StreamDecoder(self)
 
+    def count_chars(self, ids: Sequence[int]) -> int:
+        """Characters of text that `ids` stand for, to report loss per character (default: the
+        length of the decoded text; tokenizers whose decoding is not the original text refine it)."""
+        return len(self.decode(ids))
+
     def id_of(self, text: str) -> int | None:
         """The id of a one-token string such as "\\n", or None when it is not one token."""
         try:
@@ -96,6 +101,31 @@ class Tokenizer(ABC):
 
     def to_dict(self) -> dict[str, Any]:
         return {"name": self.name, "state": self.state()}
+
+
+def escape_token(token: str) -> str:
+    """A token as one visible, space-free word for `charnn tokenize`.
+
+    Backslash escapes: \\s space, \\n newline, \\t tab, \\r carriage return, \\\\ backslash, and
+    \\xNN for ASCII control characters and for a lone byte that is not a whole UTF-8 character
+    (byte-level tokens carry such bytes as surrogate escapes, U+DC80..U+DCFF); \\uNNNN for other
+    whitespace (no-break space, line separator, ...).
+    """
+    out = []
+    for ch in token:
+        o = ord(ch)
+        if ch in _ESCAPES:
+            out.append(_ESCAPES[ch])
+        elif 0xDC80 <= o <= 0xDCFF:
+            out.append(f"\\x{o - 0xDC00:02x}")
+        elif o < 0x20 or o == 0x7F or ch.isspace():
+            out.append(f"\\x{o:02x}" if o < 0x80 else f"\\u{o:04x}")
+        else:
+            out.append(ch)
+    return "".join(out)
+
+
+_ESCAPES = {" ": "\\s", "\n": "\\n", "\t": "\\t", "\r": "\\r", "\\": "\\\\"}
 
 
 def get_tokenizer_class(name: str) -> type[Tokenizer]:

@@ -1,0 +1,76 @@
+"""Bytes: one id per UTF-8 byte, 256 symbols. Any text encodes (no unknown symbol ever) and the
+vocabulary needs no fitting, at the price of 1-4 steps per character outside ASCII.
+
+A model may sample a byte sequence that is not valid UTF-8; decoding replaces it with U+FFFD
+rather than failing. While streaming, a multi-byte character is held back until its last byte.
+"""
+
+from __future__ import annotations
+
+import codecs
+from typing import Any, Sequence
+
+import numpy as np
+
+from charnn.errors import CharnnError
+from charnn.tokenizers.base import StreamDecoder, TextSource, Tokenizer, register
+
+
+class _ByteStream(StreamDecoder):
+    def __init__(self, tokenizer: "ByteTokenizer"):
+        super().__init__(tokenizer)
+        self._dec = codecs.getincrementaldecoder("utf-8")("replace")
+
+    def push(self, token_id: int) -> str:
+        return self._dec.decode(bytes((token_id,)))
+
+    def flush(self) -> str:
+        return self._dec.decode(b"", final=True)
+
+
+@register
+class ByteTokenizer(Tokenizer):
+    name = "byte"
+
+    @classmethod
+    def fit(cls, source: TextSource, **options: Any) -> "ByteTokenizer":
+        return cls()   # nothing to learn: the vocabulary is all 256 byte values
+
+    @property
+    def vocab_size(self) -> int:
+        return 256
+
+    def encode(self, text: str) -> np.ndarray:
+        # (n_bytes,) int64; surrogates cannot occur in text decoded from UTF-8
+        return np.frombuffer(text.encode("utf-8", "surrogatepass"), dtype=np.uint8).astype(np.int64)
+
+    def decode(self, ids: Sequence[int]) -> str:
+        return _as_bytes(ids).decode("utf-8", "replace")
+
+    def tokens(self, text: str) -> list[str]:
+        # a byte that is not a whole character shows as a surrogate escape (see escape_token)
+        return [bytes((b,)).decode("utf-8", "surrogateescape") for b in text.encode("utf-8")]
+
+    def count_chars(self, ids: Sequence[int]) -> int:
+        # characters = bytes that start one: every byte except continuation bytes 10xxxxxx
+        a = np.asarray(ids)
+        return int(np.count_nonzero((a & 0xC0) != 0x80))
+
+    def stream_decoder(self) -> StreamDecoder:
+        return _ByteStream(self)
+
+    def state(self) -> dict[str, Any]:
+        return {}
+
+    @classmethod
+    def from_state(cls, state: dict[str, Any]) -> "ByteTokenizer":
+        if not isinstance(state, dict):
+            raise CharnnError("the checkpoint's byte tokenizer entry is damaged")
+        return cls()
+
+
+def _as_bytes(ids: Sequence[int]) -> bytes:
+    a = np.asarray(ids, dtype=np.int64)
+    if a.size and (a.min() < 0 or a.max() > 255):
+        raise CharnnError("byte ids must be in 0..255")
+    return a.astype(np.uint8).tobytes()
