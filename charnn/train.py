@@ -36,6 +36,9 @@ Callback = Callable[[dict[str, Any]], Optional[bool]]  # return True to stop gra
 LN2 = math.log(2.0)
 MAX_BAD_STEPS = 3       # consecutive non-finite steps before rolling back
 MAX_ROLLBACKS = 4
+PERIODIC_EVAL_TOKENS = 1 << 20   # periodic evaluations read this prefix of the validation split
+FINAL_EVAL_SHARE = 0.04         # under a time budget, the final evaluation takes at most this share
+MIN_EVAL_TOKENS = 1 << 15       # ... but never fewer tokens than this
 
 
 @dataclass
@@ -261,16 +264,35 @@ def train(model_cfg: ModelConfig, cfg: TrainConfig, data: TrainData, run_dir: Pa
             ckpt_io.save(p, run_dir / ckpt_io.BEST)
         emit({"event": "save", "step": step, "best": best})
 
+    def eval_cap(final: bool) -> int | None:
+        """Tokens an evaluation may read. Periodic ones: a prefix of PERIODIC_EVAL_TOKENS. The
+        final one: the whole split, unless a time budget is set and the whole split would not
+        fit in what is left of it (a 1 GB corpus holds 100M validation tokens)."""
+        if not final:
+            return PERIODIC_EVAL_TOKENS
+        if budget is None or eval_rate() <= 0:
+            return None
+        left = budget - (time.time() - started + elapsed_before) - save_seconds
+        return max(MIN_EVAL_TOKENS, int(max(left, 0.0) * eval_rate()))
+
+    def eval_rate() -> float:
+        """Validation tokens/s: measured by the last evaluation, else guessed from training
+        (a forward pass alone runs at about 3x the training speed per token)."""
+        if eval_tps:
+            return eval_tps
+        return 3 * cfg.batch_size * cfg.seq_len / step_seconds if step_seconds else 0.0
+
     def run_eval(final: bool = False) -> float:
-        nonlocal best_val, eval_seconds
+        nonlocal best_val, eval_tps
         t0 = time.perf_counter()
         loss, n = evaluate(model, data.val_ids, cfg.batch_size, cfg.seq_len, device, amp,
-                           max_tokens=None if final else 1 << 20,
+                           max_tokens=eval_cap(final),
                            cond=data.bow.val if data.bow is not None else None)
-        eval_seconds = time.perf_counter() - t0 if final or len(data.val_ids) <= 1 << 20 else eval_seconds
+        eval_tps = n / max(1e-6, time.perf_counter() - t0)
         improved = loss < best_val
         best_val = min(best_val, loss)
         rec = {"event": "eval", "step": step, "epoch": epoch, "final": final, "tokens": n,
+               "of_tokens": len(data.val_ids),
                "elapsed": round(time.time() - started, 3), **val_metrics(loss, data),
                "best_val_loss": best_val}
         history.append({"step": step, "val_loss": loss, "elapsed": rec["elapsed"],
@@ -282,12 +304,13 @@ def train(model_cfg: ModelConfig, cfg: TrainConfig, data: TrainData, run_dir: Pa
     def deadline_near() -> bool:
         if budget is None:
             return False
-        reserve = 1.5 * eval_seconds + save_seconds + step_seconds
+        # keep room for the final evaluation: the whole split, or FINAL_EVAL_SHARE of the budget
+        rate = eval_rate()
+        final_eval = min(len(data.val_ids) / rate, FINAL_EVAL_SHARE * budget) if rate else 0.0
+        reserve = 1.2 * final_eval + save_seconds + step_seconds
         return (time.time() - started) + elapsed_before + reserve >= budget
 
-    # rough first guess of an evaluation's cost until one is measured: a forward pass runs at
-    # about 3x the training speed per token
-    eval_seconds = 0.0
+    eval_tps = 0.0
     save_seconds = 0.5
     step_seconds = 0.0
     last_train_loss = float("nan")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 
 import numpy as np
@@ -154,3 +155,19 @@ def test_prepare_data_uses_the_cache(tmp_path):
     b = prepare_data(p)
     assert not a.source["from_cache"] and b.source["from_cache"]
     assert a.val_chars == len(a.val_ids)
+
+
+def test_a_time_budget_caps_the_final_evaluation(tmp_path):
+    """A big validation split (a 1 GB corpus holds 100M validation tokens) must not push the
+    run past its budget: the final evaluation reads only what fits in the time left."""
+    rng = np.random.default_rng(0)
+    text = "".join(rng.choice(list("abcdefgh \n"), 400_000))
+    data = _data(text, val_frac=0.75)                       # 300k validation tokens
+    mcfg = ModelConfig(vocab_size=data.tokenizer.vocab_size, hidden=256, layers=2, embed_dim=16)
+    tcfg = TrainConfig(seq_len=32, batch_size=8, time_budget=2.0, eval_every=10 ** 9, warmup=5)
+    summary = train(mcfg, tcfg, data, tmp_path / "run")
+    evals = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    final = [e for e in evals if e.get("event") == "eval" and e["final"]][-1]
+    assert final["of_tokens"] == len(data.val_ids)
+    assert 0 < final["tokens"] < final["of_tokens"]
+    assert math.isfinite(summary["val_loss"])
