@@ -198,8 +198,11 @@ def encode_corpus(
                 out.write(ids.astype(dtype, copy=False).tobytes())
                 n += len(ids)
         os.replace(tmp, ids_path)
-    except BaseException:
+    except BaseException as e:
         os.unlink(tmp)
+        if isinstance(e, CharnnError) and str(path) not in str(e):
+            # e.g. a character the model's vocabulary lacks: say which file holds it
+            raise CharnnError(f"{path}: {e}", e.code) from None
         raise
     _atomic_write_text(meta_path, json.dumps(
         {"length": n, "dtype": dtype.str, "tokenizer": tokenizer.to_dict(), "corpus": str(path)},

@@ -96,6 +96,10 @@ def test_eval_and_info(tiny_corpus, tmp_path):
     assert 0 < res["loss"] < 4
     text = cli("info", "checkpoints/tiny")
     assert "parameters" in text.stdout and "LSTM" in text.stdout
+    foreign = tmp_path / "foreign.txt"
+    foreign.write_text("the cat sat on the Ж.\n" * 5)
+    r = cli("eval", "checkpoints/tiny", str(foreign))
+    assert r.exit_code == 1 and str(foreign) in r.stderr and "'Ж'" in r.stderr
 
 
 def test_resume_continues_and_existing_run_is_protected(tiny_corpus):
