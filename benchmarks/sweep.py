@@ -27,7 +27,7 @@ import os
 import subprocess
 import sys
 import tempfile
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from datetime import date
 from pathlib import Path
 
@@ -99,10 +99,12 @@ def main() -> None:
     print(f"# sweep {date.today()}: {a.budget} of compute = {flops / 1e12:.1f} TFLOP per point, "
           f"{a.corpus.name}, {a.jobs} points at once, 1 thread each", file=sys.stderr)
     points = [parse_point(s) for s in a.points]
+    results = []
     with ThreadPoolExecutor(a.jobs) as pool:
-        results = list(pool.map(lambda p: run_point(p, flops, a.corpus, 1), points))
-    for r in results:
-        print(json.dumps(r), flush=True)
+        # each point prints as it finishes, so a long sweep that is cut off keeps what it measured
+        for fut in as_completed([pool.submit(run_point, p, flops, a.corpus, 1) for p in points]):
+            results.append(fut.result())
+            print(json.dumps(results[-1]), flush=True)
     print(f"{'point':<30}{'params':>10}{'steps':>7}{'tokens':>10}{'train':>8}{'val':>8}", file=sys.stderr)
     for r in sorted(results, key=lambda r: r.get("val", 99)):
         if "error" in r:
