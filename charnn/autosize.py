@@ -122,6 +122,15 @@ def plan(budget: float, train_tokens: int, vocab: int, device: torch.device,
     def embed_for(h: int) -> int:
         return fixed.get("embed_dim", min(256, max(64, h // 4)))
 
+    if len(cands) == 1 and "dropout" in fixed and "warmup" in fixed:
+        # every choice is made by flags: there is nothing to calibrate, so start at once
+        l, h = cands[0]
+        n_par = parameters(vocab, embed_for(h), h, l, cell)
+        reasons.append("size, dropout and warmup are all given as flags: nothing to choose, no calibration")
+        return Plan(layers=l, hidden=h, embed_dim=embed_for(h), batch_size=B, seq_len=T,
+                    lr=fixed.get("lr", 3e-3 if h <= 512 else 2e-3), dropout=fixed["dropout"],
+                    warmup=fixed["warmup"], tokens_per_sec=0.0, planned_tokens=0.0,
+                    planned_epochs=0.0, parameters=n_par, reasons=reasons)
     # 1. calibrate on a mid-sized reference (or the only candidate)
     ref = cands[min(len(cands) - 1, next((i for i, c in enumerate(cands) if c[1] >= 256), 0))]
     ref_cfg = ModelConfig(vocab_size=vocab, cell=cell, layers=ref[0], hidden=ref[1], embed_dim=embed_for(ref[1]))
@@ -178,8 +187,8 @@ def describe(p: Plan) -> str:
     lines = [f"model     {p.layers} x {p.hidden} (embedding {p.embed_dim}), {p.parameters:,} parameters",
              f"batches   {p.batch_size} streams x {p.seq_len} steps, lr {p.lr:g}, warmup {p.warmup} steps, "
              f"dropout {p.dropout:g}",
-             f"expected  {p.tokens_per_sec:,.0f} tokens/s, {p.planned_tokens:,.0f} tokens, "
-             f"{p.planned_epochs:.2f} epochs",
+             (f"expected  {p.tokens_per_sec:,.0f} tokens/s, {p.planned_tokens:,.0f} tokens, "
+              f"{p.planned_epochs:.2f} epochs" if p.tokens_per_sec else "expected  (not measured)"),
              "why:"] + [f"  - {r}" for r in p.reasons]
     return "\n".join(lines)
 

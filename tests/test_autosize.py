@@ -45,3 +45,11 @@ def test_dry_run_prints_the_plan_and_trains_nothing(tiny_corpus):
     assert not Path("checkpoints").exists()
     text = cli("train", str(tiny_corpus), "--time-budget", "20s", "--batch-size", "4", "--dry-run")
     assert "why:" in text.stdout and "chose" in text.stdout
+
+
+def test_nothing_left_to_choose_skips_the_calibration():
+    fixed = {"hidden": 64, "layers": 1, "dropout": 0.0, "warmup": 5, "batch_size": 4, "seq_len": 16}
+    p = autosize.plan(20.0, 10_000, 65, torch.device("cpu"), fixed=fixed)
+    assert (p.layers, p.hidden, p.dropout, p.warmup) == (1, 64, 0.0, 5)
+    assert p.tokens_per_sec == 0 and not any("calibration:" in r for r in p.reasons)
+    assert "not measured" in autosize.describe(p)
