@@ -31,11 +31,12 @@ import datetime
 import math
 import os
 import signal
-from typing import Any, Callable, Iterator, Optional, TypeVar
-
-import torch
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Optional, TypeVar
 
 from charnn.errors import CharnnError
+
+if TYPE_CHECKING:       # torch is imported where it is used: a single process never needs it here
+    import torch
 
 T = TypeVar("T")
 DEFAULT_TIMEOUT = 300.0       # seconds a collective may wait for the other ranks
@@ -109,6 +110,7 @@ class Group:
     # --- setting up --------------------------------------------------------------------------
 
     def init(self) -> None:
+        import torch
         import torch.distributed as dist
 
         cuda = torch.cuda.is_available()
@@ -132,6 +134,8 @@ class Group:
         if not self.distributed:
             return device
         if device.type == "cuda":
+            import torch
+
             if device.index is not None:
                 raise CharnnError(f"--device {device}: under torchrun each process takes the GPU "
                                   "of its local rank; say --device cuda", 2)
@@ -145,7 +149,13 @@ class Group:
                               f"not on {device.type}", 2)
         return device
 
-    def check_batch(self, batch_size: int) -> None:
+    def check_batch(self, batch_size: int, resumed: bool = False) -> None:
+        """The global batch must split evenly over the ranks (resumed: it is the run's own)."""
+        if batch_size % self.world and resumed:
+            fits = [w for w in range(2, batch_size + 1) if batch_size % w == 0]
+            raise CharnnError(f"this run's batch of {batch_size} streams cannot be split evenly over "
+                              f"{self.world} processes: resume it on "
+                              f"{', '.join(map(str, fits[:6]))} or 1", 2)
         if batch_size % self.world:
             lo = max(self.world, batch_size - batch_size % self.world)
             raise CharnnError(f"--batch-size {batch_size} is the global batch and must split evenly "
@@ -170,6 +180,8 @@ class Group:
         """After the model is built (the same on every rank): give each rank other than 0 its own
         random stream, so that dropout masks differ between ranks as they do between rows."""
         if self.distributed and self.rank > 0:
+            import torch
+
             torch.manual_seed(seed + 1_000_003 * self.rank)
 
     # --- agreeing ----------------------------------------------------------------------------
@@ -181,6 +193,7 @@ class Group:
         """Element-wise sum over the ranks (float64)."""
         if not self.distributed:
             return values
+        import torch
         import torch.distributed as dist
 
         t = torch.tensor(values, dtype=torch.float64)
@@ -205,13 +218,25 @@ class Group:
         return self._lead(fn, share=True) if self.is_main else self._follow()
 
     def main_first(self, fn: Callable[[], T]) -> T:
-        """Rank 0 runs fn first (downloads, encodes and caches the corpus...), then the others run
-        it too and find its work done (the cache). An error of rank 0 stops every rank."""
+        """Rank 0 runs fn first (downloads, encodes and caches the corpus...), then local rank 0
+        of each other node (whose cache may be its own), then all the others, which find the work
+        done. An error of rank 0 stops every rank."""
         if not self.distributed:
             return fn()
+        import torch.distributed as dist
+
         if self.is_main:
-            return self._lead(fn, share=False)
+            result = self._lead(fn, share=False)
+            dist.barrier(group=self._control)
+            return result
         self._follow()
+        if self.local_rank == 0:
+            result = self._own(fn)
+        dist.barrier(group=self._control)     # the other nodes' first readers are done
+        return result if self.local_rank == 0 else self._own(fn)
+
+    @staticmethod
+    def _own(fn: Callable[[], T]) -> T:
         try:
             return fn()
         except CharnnError as e:   # rank 0 succeeded where this rank failed: its own problem
@@ -256,6 +281,7 @@ class Group:
         """Each rank's carried state (layers, B/W, H) -> the full (layers, B, H) in row order."""
         if not self.distributed or state is None:
             return state
+        import torch
         import torch.distributed as dist
 
         out = []
@@ -311,6 +337,7 @@ class StepSync:
         a non-finite gradient (so all skip the step together)."""
         if not self.group.distributed:
             return loss.item(), grad_norm.item()
+        import torch
         import torch.distributed as dist
 
         dev = loss.device
@@ -374,6 +401,9 @@ def session() -> Iterator[Group]:
     except CharnnError:
         raise
     except Exception as e:
+        if getattr(e, "exit_code", None) is not None:
+            ok = True       # the command's own exit with a status (typer.Exit), alike on all ranks
+            raise
         if not is_comm_failure(e):
             raise
         raise CollectiveError(_lost_contact(e, group)) from None

@@ -100,11 +100,13 @@ def train_cmd(
     from charnn import corpora
     from charnn.commands.common import parse_duration, write_json
     from charnn.config import ModelConfig, TrainConfig
-    from charnn.distributed import current
+    from charnn.distributed import current, launched
     from charnn.progress import TrainReporter
 
+    if launched() and "CHARNN_LAUNCHED_AT" in os.environ:
+        started = float(os.environ["CHARNN_LAUNCHED_AT"])   # --nproc: the budget counts from its start
     if nproc is not None:
-        code = _launch(ctx, nproc, corpus, out, resume, batch_size, quiet)
+        code = _launch(ctx, nproc, corpus, out, resume, batch_size, quiet, started)
         if code is not None:     # None: --nproc 1, which is this process
             raise typer.Exit(code)
     group = current()            # this process's rank; a single process outside torchrun
@@ -146,7 +148,7 @@ def train_cmd(
                   val_frac=val_frac, eval_every=eval_every, device=device, amp=amp, seed=seed)
         train_cfg = TrainConfig(**{k: v for k, v in tc.items() if v is not None}, **stop_flags,
                                 **({"save_every": eval_every} if eval_every else {}))
-    group.check_batch(train_cfg.batch_size)
+    group.check_batch(train_cfg.batch_size, resumed=resumed is not None)
 
     from charnn.progress import DownloadBar
 
@@ -259,7 +261,8 @@ def train_cmd(
 
 
 def _launch(ctx: typer.Context, nproc: int, corpus: Optional[str], out: Optional[Path],
-            resume: Optional[Path], batch_size: Optional[int], quiet: bool) -> Optional[int]:
+            resume: Optional[Path], batch_size: Optional[int], quiet: bool,
+            started: float) -> Optional[int]:
     """`--nproc N`: start this same command on N ranks through torch.distributed.run and return
     their exit status. What only this process can do happens here first: reading stdin, and
     downloading a catalog corpus (once, with one progress bar)."""
@@ -282,6 +285,7 @@ def _launch(ctx: typer.Context, nproc: int, corpus: Optional[str], out: Optional
     elif corpus is not None or resume is None:
         with DownloadBar(quiet) as bar:
             corpora.resolve(corpus or corpora.DEFAULT_CORPUS, progress=bar)
+    os.environ["CHARNN_LAUNCHED_AT"] = repr(started)     # the ranks inherit it
     return distributed.launch(nproc, ["train", *_command_line(ctx, replace, drop=("nproc",))])
 
 
