@@ -66,15 +66,17 @@ class DocCond:
             out[b, self.indices[s:e]] = self.values[s:e]
         return out
 
-    def chunk(self, batch_size: int, index: int, seq_len: int, device=None):
+    def chunk(self, batch_size: int, index: int, seq_len: int, device=None,
+              streams_rows: slice = slice(None)):
         """Per-step conditioning of chunk `index` (as data.get_chunk lays it out):
         (rows (K, dim), index (B, t)): the K documents the chunk touches, and for each step the
         row of the document its *target* token belongs to, so the first word of a document is
         predicted already knowing that document's words. RNNLM projects the K rows first and
-        gathers per step, so the (B, t, dim) tensor is never built."""
+        gathers per step, so the (B, t, dim) tensor is never built. streams_rows: the streams of
+        this rank in a distributed run (charnn.distributed)."""
         import torch
 
-        streams = batchify(self.doc_ids, batch_size)                  # (B, L), a view
+        streams = batchify(self.doc_ids, batch_size)[streams_rows]    # (B, L), a view
         start = index * seq_len
         end = min(start + seq_len + 1, streams.shape[1])
         docs = np.asarray(streams[:, start + 1:end])                  # (B, t): targets' documents

@@ -32,6 +32,18 @@ def error(message: str) -> None:
     sys.stderr.flush()
 
 
+def _report(e: BaseException, message: str) -> None:
+    """error(message), except in a distributed run, where an error every rank hits alike is
+    reported once, by rank 0 (charnn.distributed.error_line)."""
+    if "WORLD_SIZE" in os.environ:
+        from charnn.distributed import error_line
+
+        message = error_line(e, message)
+        if message is None:
+            return
+    error(message)
+
+
 def guard(fn: Callable) -> Callable:
     """Wrap a command: CharnnError -> `error: ...` + exit code; EPIPE -> quiet exit 0."""
 
@@ -42,23 +54,24 @@ def guard(fn: Callable) -> Callable:
         try:
             return fn(*args, **kwargs)
         except CharnnError as e:
-            error(str(e))
+            _report(e, str(e))
             raise typer.Exit(e.code) from None
         except BrokenPipeError:
             _silence_stdout()
             raise typer.Exit(0) from None
         except KeyboardInterrupt:
-            sys.stderr.write("interrupted\n")
+            if os.environ.get("RANK", "0") == "0":
+                sys.stderr.write("interrupted\n")
             raise typer.Exit(130) from None
         except typer.Exit:
             raise
-        except MemoryError:
-            error("out of memory; try a smaller --batch-size, --hidden or corpus")
+        except MemoryError as e:
+            _report(e, "out of memory; try a smaller --batch-size, --hidden or corpus")
             raise typer.Exit(1) from None
         except Exception as e:  # a bug, not the user's doing: one line unless asked for more
             if os.environ.get("CHARNN_DEBUG"):
                 raise
-            error(f"internal error: {type(e).__name__}: {e} (set CHARNN_DEBUG=1 for a traceback)")
+            _report(e, f"internal error: {type(e).__name__}: {e} (set CHARNN_DEBUG=1 for a traceback)")
             raise typer.Exit(1) from None
 
     return wrapper

@@ -7,6 +7,9 @@ Each step takes the next (B, T) chunk of the B parallel streams, runs the model 
 carried over from the previous chunk, backpropagates, clips the global gradient norm and steps
 AdamW; the state is then detached, so gradients stop at chunk boundaries while the values flow
 on. The state is reset at each epoch.
+
+Data-parallel (charnn.distributed, under torchrun): each rank trains on its share of the B
+streams through DDP, the stop decisions are agreed once per step, and rank 0 alone writes.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from __future__ import annotations
 import copy
 import json
 import math
+import os
 import signal
 import threading
 import time
@@ -28,6 +32,7 @@ import torch.nn.functional as F
 from charnn import checkpoint as ckpt_io
 from charnn.config import ModelConfig, TrainConfig
 from charnn.data import batchify, check_trainable, encode_corpus, get_chunk, num_chunks, split
+from charnn.distributed import Group
 from charnn.errors import CharnnError
 from charnn.model import RNNLM, detach_state, num_parameters
 from charnn.tokenizers import Tokenizer
@@ -98,30 +103,36 @@ def lr_at(cfg: TrainConfig, step: int, progress: float, scale: float = 1.0) -> f
 @torch.no_grad()
 def evaluate(model: RNNLM, ids: np.ndarray, batch_size: int, seq_len: int,
              device: torch.device | str = "cpu", amp: bool = False,
-             max_tokens: int | None = None, cond: Any = None) -> tuple[float, int]:
+             max_tokens: int | None = None, cond: Any = None,
+             group: Group | None = None) -> tuple[float, int]:
     """Mean cross-entropy (nats per token) over `ids`, read as B streams with carried state.
 
     Returns (loss, tokens scored). `max_tokens` caps the work for periodic evaluations.
-    cond: a charnn.bow.DocCond aligned with `ids` for --input bow models.
+    cond: a charnn.bow.DocCond aligned with `ids` for --input bow models. group: in a
+    distributed run each rank scores its share of the B streams and the sums are all-reduced.
     """
     if max_tokens is not None and len(ids) > max_tokens:
         ids = ids[:max_tokens]
         cond = cond.prefix(max_tokens) if cond is not None else None
     B = max(1, min(batch_size, (len(ids) - 1) // 2))
-    streams = batchify(ids, B)                                   # (B, L)
+    rows = group.rows(B) if group is not None else slice(None)   # this rank's streams
+    streams = batchify(ids, B)[rows]                             # (B, L), or (B/W, L) of them
     was_training = model.training
     model.eval()
     state, total, count = None, 0.0, 0
     device = torch.device(device)
-    for i in range(num_chunks(streams, seq_len)):
+    for i in range(num_chunks(streams, seq_len) if len(streams) else 0):
         blk = torch.from_numpy(get_chunk(streams, i, seq_len)).to(device)   # (B, t + 1)
-        c = cond.chunk(B, i, seq_len, device) if cond is not None else None  # per-step bow
+        c = cond.chunk(B, i, seq_len, device, rows) if cond is not None else None  # per-step bow
         with _autocast(device, amp):
             logits, state = model(blk[:, :-1], state, c)
         total += F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]),
                                  blk[:, 1:].reshape(-1), reduction="sum").item()
         count += blk[:, 1:].numel()
     model.train(was_training)
+    if group is not None:
+        total, n = group.sum(total, count)
+        count = int(n)
     if count == 0:
         raise CharnnError("the validation split is too short to evaluate")
     return total / count, count
@@ -167,22 +178,26 @@ class _Interrupts:
 def train(model_cfg: ModelConfig, cfg: TrainConfig, data: TrainData, run_dir: Path,
           callback: Callback | None = None, resume: dict[str, Any] | None = None,
           started: float | None = None, init_model: Callable[[RNNLM], None] | None = None,
-          ) -> dict[str, Any]:
+          group: Group | None = None) -> dict[str, Any]:
     """Train a model and return a summary dict. See the module docstring for the loop.
 
     resume: a loaded checkpoint to continue from exactly. started: time.time() when the command
     began, so --time-budget covers corpus reading and the final evaluation too. init_model: a
     hook run once on a fresh model (e.g. copying word2vec vectors into the embedding).
+    group: this process's rank in a data-parallel run (charnn.distributed); rank 0 alone writes
+    files and emits events. Default: a single process.
     """
     t_start = time.time()
     started = started if started is not None else t_start
-    emit = callback or (lambda event: None)
+    group = group or Group()
+    emit = callback if callback is not None and group.is_main else (lambda event: None)
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     for w in check_trainable(len(data.train_ids), len(data.val_ids), cfg.batch_size, cfg.seq_len):
         emit({"event": "warning", "message": w})
 
-    device = pick_device(cfg.device)
+    group.check_batch(cfg.batch_size)
+    device = group.device(pick_device(cfg.device))
     amp = cfg.amp and device.type == "cuda"
     torch.manual_seed(cfg.seed)
     model = RNNLM(model_cfg)
@@ -191,6 +206,8 @@ def train(model_cfg: ModelConfig, cfg: TrainConfig, data: TrainData, run_dir: Pa
     elif init_model is not None:
         init_model(model)
     model.to(device)
+    net = group.wrap(model)     # DDP when W > 1: backward averages the gradients over the ranks
+    group.seed(cfg.seed)
     params = [p for p in model.parameters() if p.requires_grad]
     decay = [p for p in params if p.dim() >= 2]
     no_decay = [p for p in params if p.dim() < 2]
@@ -199,7 +216,8 @@ def train(model_cfg: ModelConfig, cfg: TrainConfig, data: TrainData, run_dir: Pa
         lr=cfg.lr, betas=(0.9, 0.99), **({"fused": True} if device.type == "cuda" else {}),
     )
 
-    streams = batchify(data.train_ids, cfg.batch_size)          # (B, L) view of the memmap
+    rows = group.rows(cfg.batch_size)                            # this rank's share of the streams
+    streams = batchify(data.train_ids, cfg.batch_size)[rows]    # (B, L) (/W) view of the memmap
     chunks_per_epoch = num_chunks(streams, cfg.seq_len)
     total_steps = cfg.max_steps
     if cfg.epochs is not None:
@@ -223,22 +241,22 @@ def train(model_cfg: ModelConfig, cfg: TrainConfig, data: TrainData, run_dir: Pa
         if resume.get("optimizer"):
             opt.load_state_dict(resume["optimizer"])
         if resume.get("state"):
-            state = tuple(s.to(device) for s in resume["state"])
-        rng = resume.get("rng", {})
+            state = tuple(s[:, rows].to(device) for s in resume["state"])   # saved whole: (layers, B, H)
+        rng = group.rng_for_rank(resume.get("rng", {}))
         if "torch" in rng:
             torch.set_rng_state(rng["torch"])
         if "cuda" in rng and device.type == "cuda":
             torch.cuda.set_rng_state_all(rng["cuda"])
 
     metrics_path = run_dir / "metrics.jsonl"
-    metrics = open(metrics_path, "a", encoding="utf-8")
+    metrics = open(metrics_path if group.is_main else os.devnull, "a", encoding="utf-8")
 
     def log(record: dict[str, Any]) -> Optional[bool]:
         metrics.write(json.dumps(record) + "\n")
         metrics.flush()
         return emit(record)
 
-    def payload() -> dict[str, Any]:
+    def payload(carried, rng) -> dict[str, Any]:
         return {
             "model_config": model_cfg.to_dict(),
             "train_config": cfg.to_dict(),
@@ -248,9 +266,8 @@ def train(model_cfg: ModelConfig, cfg: TrainConfig, data: TrainData, run_dir: Pa
             "progress": {"step": step, "epoch": epoch, "chunk": chunk, "best_val": best_val,
                          "elapsed": elapsed_before + (time.time() - t_start), "lr_scale": lr_scale,
                          "chars_per_token": data.chars_per_token},
-            "state": [s.detach().cpu() for s in state] if state is not None else [],
-            "rng": {"torch": torch.get_rng_state(),
-                    **({"cuda": torch.cuda.get_rng_state_all()} if device.type == "cuda" else {})},
+            "state": [s.detach().cpu() for s in carried] if carried is not None else [],
+            "rng": rng,
             "history": history,
             "corpus": {k: v for k, v in data.source.items() if k in ("path", "digest")},
             "num_parameters": num_parameters(model),
@@ -258,7 +275,11 @@ def train(model_cfg: ModelConfig, cfg: TrainConfig, data: TrainData, run_dir: Pa
         }
 
     def save(best: bool = False) -> None:
-        p = payload()
+        # every rank takes part: the carried state is saved whole, (layers, B, H), gathered
+        carried, rng = group.gather_rows(state), group.gather_rng(_rng_state(device))
+        if not group.is_main:
+            return
+        p = payload(carried, rng)
         ckpt_io.save(p, run_dir / ckpt_io.LATEST)
         if best:
             ckpt_io.save(p, run_dir / ckpt_io.BEST)
@@ -285,9 +306,10 @@ def train(model_cfg: ModelConfig, cfg: TrainConfig, data: TrainData, run_dir: Pa
     def run_eval(final: bool = False) -> float:
         nonlocal best_val, eval_tps
         t0 = time.perf_counter()
+        cap = eval_cap(final)
         loss, n = evaluate(model, data.val_ids, cfg.batch_size, cfg.seq_len, device, amp,
-                           max_tokens=eval_cap(final),
-                           cond=data.bow.val if data.bow is not None else None)
+                           max_tokens=group.broadcast(cap) if final else cap,   # rank 0's clock
+                           cond=data.bow.val if data.bow is not None else None, group=group)
         eval_tps = n / max(1e-6, time.perf_counter() - t0)
         improved = loss < best_val
         best_val = min(best_val, loss)
@@ -325,12 +347,14 @@ def train(model_cfg: ModelConfig, cfg: TrainConfig, data: TrainData, run_dir: Pa
           "step": step, "resumed": resume is not None, "run_dir": str(run_dir)})
     model.train()
     with _Interrupts() as interrupts:
+        # W > 1: stop decisions are agreed by all ranks in each step's all-reduce (StepSync)
+        sync = group.step_sync(deadline_near, lambda: interrupts.requested)
         while True:
             if total_steps is not None and step >= total_steps:
                 break
-            if deadline_near():
+            if sync.deadline():
                 break
-            if interrupts.requested:
+            if sync.interrupted():
                 interrupted = True
                 break
             if chunk >= chunks_per_epoch:
@@ -340,19 +364,19 @@ def train(model_cfg: ModelConfig, cfg: TrainConfig, data: TrainData, run_dir: Pa
             t_step = time.perf_counter()
             blk = torch.from_numpy(get_chunk(streams, chunk, cfg.seq_len)).to(device, non_blocking=True)
             x, y = blk[:, :-1], blk[:, 1:]                                     # (B, t) each
-            cond = data.bow.train.chunk(cfg.batch_size, chunk, cfg.seq_len, device) \
+            cond = data.bow.train.chunk(cfg.batch_size, chunk, cfg.seq_len, device, rows) \
                 if data.bow is not None else None        # per-step bag of words (charnn.bow)
             progress = _progress(step, total_steps, time.time() - started + elapsed_before, budget)
             lr = lr_at(cfg, step, progress, lr_scale)
             for g in opt.param_groups:
                 g["lr"] = lr
             with _autocast(device, amp):
-                logits, new_state = model(x, state, cond)                      # (B, t, V)
+                logits, new_state = net(x, state, cond)                        # (B, t, V)
                 loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), y.reshape(-1))
             opt.zero_grad(set_to_none=True)
             loss.backward()
             gnorm = torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip if cfg.grad_clip > 0 else math.inf)
-            loss_v, gnorm_v = loss.item(), gnorm.item()
+            loss_v, gnorm_v = sync.reduce(loss, gnorm)    # W > 1: global mean loss, agreed flags
             if not (math.isfinite(loss_v) and math.isfinite(gnorm_v)):
                 # a non-finite loss or gradient never reaches the weights
                 bad_steps += 1
@@ -376,7 +400,7 @@ def train(model_cfg: ModelConfig, cfg: TrainConfig, data: TrainData, run_dir: Pa
             step += 1
             chunk += 1
             last_train_loss = loss_v
-            tokens_window += y.numel()
+            tokens_window += y.numel() * group.world
             step_seconds = 0.9 * step_seconds + 0.1 * (time.perf_counter() - t_step) if step > 1 else \
                 time.perf_counter() - t_step
             stop = False
@@ -397,7 +421,7 @@ def train(model_cfg: ModelConfig, cfg: TrainConfig, data: TrainData, run_dir: Pa
                 t0 = time.perf_counter()
                 save()
                 save_seconds = time.perf_counter() - t0
-            if stop:
+            if stop and sync.stop_here():
                 interrupted = True
                 break
 
@@ -430,6 +454,11 @@ def _eta(step, total, elapsed, budget, step_seconds) -> float | None:
     if budget:
         etas.append(max(0.0, budget - elapsed))
     return min(etas) if etas else None
+
+
+def _rng_state(device: torch.device) -> dict[str, Any]:
+    return {"torch": torch.get_rng_state(),
+            **({"cuda": torch.cuda.get_rng_state_all()} if device.type == "cuda" else {})}
 
 
 def _to_cpu(obj: Any) -> Any:

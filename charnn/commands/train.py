@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+import os
 import sys
 import time
 from pathlib import Path
@@ -21,11 +23,32 @@ def register(app: typer.Typer) -> None:
         "train",
         help="Train an LSTM/GRU/RNN language model on CORPUS: a text file, - for stdin, or a "
         "catalog name (default: lee, which ships with gensim).\n\n"
-        "Example: charnn train corpus.txt --time-budget 10m",
-    )(guard(train_cmd))
+        "Example: charnn train corpus.txt --time-budget 10m\n\n"
+        "Several processes (data-parallel): charnn train corpus.txt --nproc 2, or "
+        "torchrun --nproc-per-node 2 -m charnn train corpus.txt",
+    )(guard(_in_session(train_cmd)))
+
+
+def _in_session(fn):
+    """Run the command inside charnn.distributed.session(): under torchrun it joins the process
+    group (and always leaves it); in a plain process it is a single-process group."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        from charnn import distributed
+
+        if kwargs.get("nproc") is not None and distributed.launched():
+            # before joining: --nproc under torchrun would start processes from processes
+            raise CharnnError("--nproc starts its own processes: under torchrun leave it out "
+                              "(torchrun's --nproc-per-node sets their number)", 2)
+        with distributed.session():
+            return fn(*args, **kwargs)
+
+    return wrapper
 
 
 def train_cmd(
+    ctx: typer.Context,
     corpus: Optional[str] = typer.Argument(None, help="Text file, - for stdin, or catalog name. [default: lee]"),
     out: Optional[Path] = Opt(None, "--out", "-o", help="Run folder. [default: checkpoints/<corpus name>]"),
     cell: Optional[str] = Opt(None, help="Recurrent cell: lstm, gru or rnn. [default: lstm]"),
@@ -47,7 +70,7 @@ def train_cmd(
     freeze_embeddings: bool = Opt(False, "--freeze-embeddings", help="Keep the input embedding fixed (e.g. the word2vec vectors)."),
     doc_sep: Optional[str] = Opt(None, help="--input bow: the text between documents (\\n escapes allowed). [default: a blank line]"),
     seq_len: Optional[int] = Opt(None, help="Steps per chunk of truncated BPTT. [default: 128]"),
-    batch_size: Optional[int] = Opt(None, help="Parallel streams per step. [default: 32]"),
+    batch_size: Optional[int] = Opt(None, help="Parallel streams per step; the global batch, shared out over the processes of a distributed run. [default: 32]"),
     lr: Optional[float] = Opt(None, help="Peak learning rate of AdamW. [default: 0.003]"),
     grad_clip: Optional[float] = Opt(None, help="Clip the global gradient norm (0: off). [default: 1.0]"),
     warmup: Optional[int] = Opt(None, help="Linear warmup steps before the cosine decay. [default: 100]"),
@@ -66,6 +89,9 @@ def train_cmd(
     dry_run: bool = Opt(False, "--dry-run", help="Print the model and schedule that would be chosen, and why; train nothing."),
     quiet: bool = Opt(False, "--quiet", "-q", help="No progress on stderr."),
     json_out: bool = Opt(False, "--json", help="Print a JSON summary on stdout at the end."),
+    nproc: Optional[int] = Opt(None, "--nproc", help="Train data-parallel on N processes of this "
+                               "machine (torch.distributed.run; gloo on CPU, nccl on GPUs, one GPU "
+                               "each); --batch-size stays the global batch. [default: 1]"),
 ):
     started = time.time()
     import dataclasses
@@ -74,8 +100,18 @@ def train_cmd(
     from charnn import corpora
     from charnn.commands.common import parse_duration, write_json
     from charnn.config import ModelConfig, TrainConfig
+    from charnn.distributed import current, launched
     from charnn.progress import TrainReporter
 
+    if launched() and "CHARNN_LAUNCHED_AT" in os.environ:
+        started = float(os.environ["CHARNN_LAUNCHED_AT"])   # --nproc: the budget counts from its start
+    if nproc is not None:
+        code = _launch(ctx, nproc, corpus, out, resume, batch_size, quiet, started)
+        if code is not None:     # None: --nproc 1, which is this process
+            raise typer.Exit(code)
+    group = current()            # this process's rank; a single process outside torchrun
+    quiet = quiet or not group.is_main
+    json_out = json_out and group.is_main
     reporter = TrainReporter(quiet=quiet)
     budget = parse_duration(time_budget)
     stop_flags = {k: v for k, v in dict(epochs=epochs, max_steps=max_steps, time_budget=budget).items()
@@ -83,8 +119,8 @@ def train_cmd(
 
     resumed = None
     if resume is not None:
-        resumed = ckpt_io.load(ckpt_io.checkpoint_in(resume, prefer=ckpt_io.LATEST)) \
-            if resume.is_dir() else None
+        resumed = group.main_first(lambda: ckpt_io.load(ckpt_io.checkpoint_in(
+            resume, prefer=ckpt_io.LATEST))) if resume.is_dir() else None
         if resumed is None:
             raise CharnnError(f"--resume {resume}: not a charnn run folder")
         if "progress" not in resumed or "optimizer" not in resumed:
@@ -112,16 +148,27 @@ def train_cmd(
                   val_frac=val_frac, eval_every=eval_every, device=device, amp=amp, seed=seed)
         train_cfg = TrainConfig(**{k: v for k, v in tc.items() if v is not None}, **stop_flags,
                                 **({"save_every": eval_every} if eval_every else {}))
+    group.check_batch(train_cfg.batch_size, resumed=resumed is not None)
 
     from charnn.progress import DownloadBar
 
-    with DownloadBar(quiet) as bar:
-        path = corpora.resolve(corpus_arg, progress=bar)
+    def resolve():
+        with DownloadBar(quiet) as bar:
+            return corpora.resolve(corpus_arg, progress=bar)
+
+    # rank 0 downloads (or spools stdin) first; the others find the file, or take rank 0's spool
+    path = group.main_only(resolve) if corpus_arg == "-" else group.main_first(resolve)
     if resumed is None:
         run_dir = out or Path("checkpoints") / _run_name(corpus_arg, path)
-        if (run_dir / ckpt_io.LATEST).exists() and not (force or dry_run):
-            raise CharnnError(f"{run_dir} already holds a run: continue it with --resume {run_dir}, "
-                              "pick another --out, or start afresh with --force")
+
+        def check_fresh():
+            if (run_dir / ckpt_io.LATEST).exists() and not (force or dry_run):
+                raise CharnnError(f"{run_dir} already holds a run: continue it with --resume "
+                                  f"{run_dir}, pick another --out, or start afresh with --force")
+
+        group.main_only(check_fresh)
+    group.hint = (f"the last checkpoint in {run_dir} is intact: continue with "
+                  f"charnn train --resume {run_dir}")
 
     from charnn.train import prepare_data, train
 
@@ -135,7 +182,17 @@ def train_cmd(
             raise CharnnError(f"{path} is not the corpus this run was trained on (its content changed)")
     fit_options = {k: v for k, v in dict(vocab_size=vocab_size, min_count=min_count,
                                          max_vocab=max_vocab).items() if v is not None}
-    data = prepare_data(path, tokenizer, train_cfg.val_frac, fit_options, tokenizer=tok_obj)
+    # rank 0 encodes the corpus into the cache, then the others read it from there
+    data = group.main_first(lambda: prepare_data(path, tokenizer, train_cfg.val_frac, fit_options,
+                                                 tokenizer=tok_obj))
+    if group.distributed:
+        # the ranks must see one vocabulary (a cache that nodes do not share is refitted per node)
+        tok0 = group.broadcast(data.tokenizer.to_dict())
+        if tok0 != data.tokenizer.to_dict():
+            from charnn.tokenizers import tokenizer_from_dict
+
+            data = prepare_data(path, tokenizer, train_cfg.val_frac, fit_options,
+                                tokenizer=tokenizer_from_dict(tok0))
     from charnn.inputs import setup_input
 
     if doc_sep is not None:
@@ -143,7 +200,7 @@ def train_cmd(
     inp = setup_input(data, input, vectors, embed_dim, freeze_embeddings, doc_sep, max_vocab,
                       min_count, resumed, train_cfg.seed)
     for m in inp.messages:
-        if not quiet or m.startswith("warning"):
+        if group.is_main and (not quiet or m.startswith("warning")):
             sys.stderr.write(m + "\n")
     if resumed is None:
         mc = dict(cell=cell, layers=layers, hidden=hidden, embed_dim=embed_dim, dropout=dropout,
@@ -157,9 +214,13 @@ def train_cmd(
             fixed = {**{k: v for k, v in mc.items() if k in ("layers", "hidden", "embed_dim", "dropout")},
                      **{k: v for k, v in tc.items() if k in ("batch_size", "seq_len", "lr", "warmup")}}
             remaining = train_cfg.time_budget - (time.time() - started)
-            plan = autosize.plan(remaining, len(data.train_ids), data.tokenizer.vocab_size,
-                                 pick_device(train_cfg.device), fixed, cell or "lstm")
+            # rank 0 calibrates (the others would only compete with it for the machine)
+            plan = group.main_only(lambda: autosize.plan(
+                remaining, len(data.train_ids), data.tokenizer.vocab_size,
+                group.device(pick_device(train_cfg.device)), fixed, cell or "lstm"))
             if dry_run:
+                if not group.is_main:
+                    return
                 if json_out:
                     write_json(plan.to_dict())
                 else:
@@ -170,9 +231,12 @@ def train_cmd(
             mc.update(layers=plan.layers, hidden=plan.hidden, embed_dim=plan.embed_dim, dropout=plan.dropout)
             train_cfg = dataclasses.replace(train_cfg, batch_size=plan.batch_size, seq_len=plan.seq_len,
                                             lr=plan.lr, warmup=plan.warmup)
+            group.check_batch(train_cfg.batch_size)
         model_cfg = ModelConfig(vocab_size=data.tokenizer.vocab_size,
                                 **{k: v for k, v in mc.items() if v is not None})
         if dry_run:
+            if not group.is_main:
+                return
             d = {"model": model_cfg.to_dict(), "train": train_cfg.to_dict(),
                  "why": "fixed limits (--max-steps/--epochs) or flags: defaults and flags as given"}
             if json_out:
@@ -181,18 +245,78 @@ def train_cmd(
                 sys.stdout.write(f"model  {model_cfg}\ntrain  {train_cfg}\nwhy    {d['why']}\n")
             return
 
-    with ckpt_io.RunLock(run_dir):
+    with group.main_holds(ckpt_io.RunLock(run_dir)):    # one writer: rank 0
         summary = train(model_cfg, train_cfg, data, run_dir, callback=reporter, resume=resumed,
-                        started=started, init_model=inp.init_model)
+                        started=started, init_model=inp.init_model, group=group)
     reporter.close()
     if not quiet:
         _print_summary(summary)
     if json_out:
         write_json(summary)
     if summary["interrupted"]:
-        sys.stderr.write(f"stopped at step {summary['steps']}; continue with: "
-                         f"charnn train --resume {run_dir}\n")
+        if group.is_main:
+            sys.stderr.write(f"stopped at step {summary['steps']}; continue with: "
+                             f"charnn train --resume {run_dir}\n")
         raise typer.Exit(130)
+
+
+def _launch(ctx: typer.Context, nproc: int, corpus: Optional[str], out: Optional[Path],
+            resume: Optional[Path], batch_size: Optional[int], quiet: bool,
+            started: float) -> Optional[int]:
+    """`--nproc N`: start this same command on N ranks through torch.distributed.run and return
+    their exit status. What only this process can do happens here first: reading stdin, and
+    downloading a catalog corpus (once, with one progress bar)."""
+    from charnn import corpora, distributed
+    from charnn.progress import DownloadBar
+
+    if nproc < 1:
+        raise CharnnError("--nproc must be at least 1", 2)
+    if nproc == 1:
+        return None
+    if batch_size is not None:
+        distributed.Group(0, nproc).check_batch(batch_size)
+    replace: dict[str, Optional[str]] = {}
+    if corpus == "-":
+        from charnn.data import spool_stdin
+
+        replace["corpus"] = str(spool_stdin())       # the ranks cannot all read one stdin
+        if out is None and resume is None:
+            replace["out"] = str(Path("checkpoints") / "stdin")
+    elif corpus is not None or resume is None:
+        with DownloadBar(quiet) as bar:
+            corpora.resolve(corpus or corpora.DEFAULT_CORPUS, progress=bar)
+    os.environ["CHARNN_LAUNCHED_AT"] = repr(started)     # the ranks inherit it
+    return distributed.launch(nproc, ["train", *_command_line(ctx, replace, drop=("nproc",))])
+
+
+def _command_line(ctx: typer.Context, replace: dict[str, Optional[str]], drop=()) -> list[str]:
+    """The options and arguments given to this command, as a command line: what the user typed
+    (defaults stay defaults), with `replace`d values and without the `drop`ped options."""
+    given = ("COMMANDLINE", "ENVIRONMENT")      # click's ParameterSource names
+    opts: list[str] = []
+    args: list[str] = []
+    for p in ctx.command.params:
+        if p.name in drop:
+            continue
+        if p.name in replace:
+            value = replace[p.name]
+        elif getattr(ctx.get_parameter_source(p.name), "name", None) in given:
+            value = ctx.params[p.name]
+        else:
+            continue
+        if p.param_type_name == "argument":
+            text = str(value)
+            args.append(os.path.join(".", text) if text.startswith("-") and text != "-" else text)
+            continue
+        name = next((o for o in p.opts if o.startswith("--")), p.opts[0])
+        if p.is_flag:
+            if p.secondary_opts:
+                opts.append(name if value else p.secondary_opts[0])
+            elif value:
+                opts.append(name)
+        else:
+            opts += [name, str(value)]
+    return args + opts
 
 
 def _run_name(arg: str, path: Path) -> str:
