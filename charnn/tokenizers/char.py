@@ -12,7 +12,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from charnn.errors import CharnnError
-from charnn.tokenizers.base import TextSource, Tokenizer, register
+from charnn.tokenizers.base import TextSource, Tokenizer, check_text, register
 
 _MAX_CP = 0x110000
 
@@ -83,6 +83,7 @@ class CharTokenizer(Tokenizer):
     @classmethod
     def from_state(cls, state: dict[str, Any]) -> "CharTokenizer":
         chars = state.get("chars") if isinstance(state, dict) else None
-        if not isinstance(chars, str) or not chars:
+        if not isinstance(chars, str) or not chars or len(set(chars)) != len(chars):
             raise CharnnError("the checkpoint's character vocabulary is damaged")
+        check_text([chars], "character vocabulary")
         return cls(list(chars))

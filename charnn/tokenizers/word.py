@@ -12,7 +12,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from charnn.errors import CharnnError
-from charnn.tokenizers.base import StreamDecoder, Tokenizer, TextSource, register
+from charnn.tokenizers.base import StreamDecoder, Tokenizer, TextSource, check_text, register
 
 # a word (letters/digits, inner apostrophes and hyphens kept: don't, well-known), a newline, or
 # any other single non-space character (punctuation, symbols)
@@ -148,4 +148,8 @@ class WordTokenizer(Tokenizer):
         vocab = state.get("vocab") if isinstance(state, dict) else None
         if not isinstance(vocab, list) or not all(isinstance(w, str) for w in vocab):
             raise CharnnError("the checkpoint's word vocabulary is damaged")
-        return cls(vocab, float(state.get("unk_chars", len(UNK))))
+        check_text(vocab, "word vocabulary")
+        unk_chars = state.get("unk_chars", len(UNK))
+        if not isinstance(unk_chars, (int, float)) or not 0 <= unk_chars < 1e6:
+            raise CharnnError("the checkpoint's word vocabulary is damaged")
+        return cls(vocab, float(unk_chars))
