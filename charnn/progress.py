@@ -72,8 +72,11 @@ class TrainReporter:
         elif kind == "skip":
             self._print(f"warning: step {ev['step']}: non-finite loss or gradient, step skipped")
         elif kind == "rollback":
-            self._print(f"warning: training diverged; rolled back to step {ev['step']} with the "
-                        f"learning rate scaled by {ev['lr_scale']:g}")
+            self._print(f"warning: training diverged ({ev.get('reason', 'non-finite loss')}); rolled "
+                        f"back to step {ev['step']} with the learning rate scaled by {ev['lr_scale']:g}")
+        elif kind == "eval_diverged":
+            self._print(f"warning: step {ev['step']}: validation loss {ev['val_loss']}: diverged, "
+                        "not saved")
         elif kind == "done":
             self.close()
 

@@ -35,7 +35,9 @@ from charnn.tokenizers import Tokenizer
 Callback = Callable[[dict[str, Any]], Optional[bool]]  # return True to stop gracefully
 LN2 = math.log(2.0)
 MAX_BAD_STEPS = 3       # consecutive non-finite steps before rolling back
-MAX_ROLLBACKS = 4
+MAX_ROLLBACKS = 8       # then the run ends on the last good weights
+ROLLBACK_LR_FACTOR = 0.25   # each rollback divides the learning rate by 4: 8 of them, by 65536
+DIVERGED_NATS = 20.0    # a validation loss this far above uniform guessing (ln V) is divergence
 PERIODIC_EVAL_TOKENS = 1 << 20   # periodic evaluations read this prefix of the validation split
 FINAL_EVAL_SHARE = 0.04         # under a time budget, the final evaluation takes at most this share
 MIN_EVAL_TOKENS = 1 << 15       # ... but never fewer tokens than this
@@ -289,6 +291,11 @@ def train(model_cfg: ModelConfig, cfg: TrainConfig, data: TrainData, run_dir: Pa
                            max_tokens=eval_cap(final),
                            cond=data.bow.val if data.bow is not None else None)
         eval_tps = n / max(1e-6, time.perf_counter() - t0)
+        if _diverged(loss, model_cfg.vocab_size) or not _finite(model):
+            # never recorded or saved as good: the caller rolls back
+            log({"event": "eval_diverged", "step": step, "final": final,
+                 "val_loss": loss if math.isfinite(loss) else str(loss)})
+            return math.nan
         improved = loss < best_val
         best_val = min(best_val, loss)
         rec = {"event": "eval", "step": step, "epoch": epoch, "final": final, "tokens": n,
@@ -316,6 +323,23 @@ def train(model_cfg: ModelConfig, cfg: TrainConfig, data: TrainData, run_dir: Pa
     last_train_loss = float("nan")
     bad_steps = rollbacks = 0
     good = _snapshot(model, opt, step, epoch, chunk)
+    gave_up: str | None = None      # why the run ended on the last good weights, if it did
+
+    def roll_back(reason: str) -> bool:
+        """Divergence: restore the last good weights (those of the last evaluation that was
+        finite) and continue with the learning rate divided by 4. Returns False once the
+        rollbacks are used up: the run then ends on those good weights."""
+        nonlocal step, epoch, chunk, state, lr_scale, rollbacks, bad_steps, gave_up
+        step, epoch, chunk = _restore(good, model, opt)
+        state, bad_steps = None, 0
+        if rollbacks >= MAX_ROLLBACKS:
+            gave_up = reason
+            log({"event": "diverged", "step": step, "reason": reason, "rollbacks": rollbacks})
+            return False
+        rollbacks += 1
+        lr_scale *= ROLLBACK_LR_FACTOR
+        log({"event": "rollback", "step": step, "lr_scale": lr_scale, "reason": reason})
+        return True
     tokens_window, t_window = 0, time.perf_counter()
     interrupted = False
     n_params = num_parameters(model)
@@ -360,15 +384,10 @@ def train(model_cfg: ModelConfig, cfg: TrainConfig, data: TrainData, run_dir: Pa
                 opt.zero_grad(set_to_none=True)
                 state = None
                 chunk += 1
-                if bad_steps >= MAX_BAD_STEPS:
-                    if rollbacks >= MAX_ROLLBACKS:
-                        raise CharnnError("training diverged: the loss stayed non-finite after "
-                                          f"{rollbacks} rollbacks; try a lower --lr")
-                    rollbacks += 1
-                    lr_scale *= 0.5
-                    step, epoch, chunk = _restore(good, model, opt)
-                    bad_steps = 0
-                    log({"event": "rollback", "step": step, "lr_scale": lr_scale})
+                # weights already broken (an earlier finite but huge step) cannot recover
+                if bad_steps >= MAX_BAD_STEPS or not _finite(model):
+                    if not roll_back(f"{bad_steps} non-finite step(s)"):
+                        break
                 continue
             bad_steps = 0
             opt.step()
@@ -391,9 +410,16 @@ def train(model_cfg: ModelConfig, cfg: TrainConfig, data: TrainData, run_dir: Pa
                                  "progress": _progress(step, total_steps, elapsed, budget),
                                  "eta": _eta(step, total_steps, elapsed, budget, step_seconds)}))
             if step % cfg.eval_every == 0:
-                run_eval()
+                if math.isnan(run_eval()):
+                    if not roll_back("the validation loss diverged"):
+                        break
+                    continue
                 good = _snapshot(model, opt, step, epoch, chunk)
             elif step % cfg.save_every == 0:
+                if not _finite(model):      # never save broken weights as latest.pt
+                    if not roll_back("the weights are not finite"):
+                        break
+                    continue
                 t0 = time.perf_counter()
                 save()
                 save_seconds = time.perf_counter() - t0
@@ -401,14 +427,25 @@ def train(model_cfg: ModelConfig, cfg: TrainConfig, data: TrainData, run_dir: Pa
                 interrupted = True
                 break
 
-        final_loss = run_eval(final=True) if step > 0 else math.nan
+        final_loss = run_eval(final=True) if step > 0 or gave_up else math.nan
+        if math.isnan(final_loss) and step > 0 and not gave_up:
+            # the last steps broke the weights: end on the last good ones instead
+            step, epoch, chunk = _restore(good, model, opt)
+            state, gave_up = None, "the final validation loss diverged"
+            log({"event": "diverged", "step": step, "reason": gave_up, "rollbacks": rollbacks})
+            final_loss = run_eval(final=True)
     metrics.close()
     summary = {
         "event": "done", "run_dir": str(run_dir), "steps": step, "epochs": epoch,
         "interrupted": interrupted, "parameters": n_params, "best_val_loss": best_val,
         "elapsed": time.time() - started, "train_loss": last_train_loss,
-        **(val_metrics(final_loss, data) if step > 0 else {}),
+        **(val_metrics(final_loss, data) if math.isfinite(final_loss) else {}),
         "best_val_bpc": best_val / data.chars_per_token / LN2,
+        "rollbacks": rollbacks,
+        "diverged": None if gave_up is None else (
+            f"training diverged ({gave_up}); after {rollbacks} rollback(s) to lower learning "
+            f"rates the run ended on the last good weights, from step {step}, saved in "
+            f"{run_dir}; try a lower --lr"),
     }
     emit(summary)
     return summary
@@ -440,6 +477,17 @@ def _to_cpu(obj: Any) -> Any:
     if isinstance(obj, (list, tuple)):
         return type(obj)(_to_cpu(v) for v in obj)
     return obj
+
+
+def _diverged(loss: float, vocab_size: int) -> bool:
+    """A validation loss that is not finite, or far worse than guessing uniformly."""
+    return not math.isfinite(loss) or loss > math.log(max(vocab_size, 2)) + DIVERGED_NATS
+
+
+def _finite(model: RNNLM) -> bool:
+    """All weights finite: one reduction per tensor, run at evaluations, saves and skips only."""
+    return bool(torch.stack([p.detach().float().abs().amax() for p in model.parameters()])
+                .isfinite().all())
 
 
 def _snapshot(model, opt, step, epoch, chunk) -> dict[str, Any]:
