@@ -35,7 +35,7 @@ def train_cmd(
     dropout: Optional[float] = Opt(None, help="Dropout between layers and before the output. [default: 0]"),
     tie_weights: Optional[bool] = Opt(None, "--tie-weights/--no-tie-weights",
                                       help="Share the input embedding with the output layer. [default: off]"),
-    tokenizer: str = Opt("char", help="char, byte, word, bpe or unigram."),
+    tokenizer: Optional[str] = Opt(None, help="char, byte, word, bpe or unigram. [default: char]"),
     vocab_size: Optional[int] = Opt(None, help="Vocabulary size for bpe/unigram (and word's cap). [default: 1000 for bpe/unigram]"),
     min_count: Optional[int] = Opt(None, help="word: tokens seen fewer times become <unk>. [default: 1]"),
     max_vocab: Optional[int] = Opt(None, help="word: keep at most this many tokens (and the bag of words of --input bow). [default: all; 2000 for bow]"),
@@ -67,7 +67,24 @@ def train_cmd(
     quiet: bool = Opt(False, "--quiet", "-q", help="No progress on stderr."),
     json_out: bool = Opt(False, "--json", help="Print a JSON summary on stdout at the end."),
 ):
+    params = dict(locals())
     started = time.time()
+    import contextlib
+
+    with contextlib.ExitStack() as stack:   # holds the run folder's lock, once it is known
+        return _train(stack, started, **params)
+
+
+# flags a resumed run may change; the others must be left out or repeat the run's values
+RESUME_MAY_CHANGE = ("epochs", "max_steps", "time_budget", "eval_every", "device", "amp")
+# flags that only shape a new run's vocabulary and inputs: nothing to compare them with later
+FIT_ONLY = ("vocab_size", "min_count", "max_vocab", "vectors", "doc_sep")
+
+
+def _train(stack, started, *, corpus, out, cell, layers, hidden, embed_dim, dropout, tie_weights,
+           tokenizer, vocab_size, min_count, max_vocab, input, vectors, freeze_embeddings, doc_sep,
+           seq_len, batch_size, lr, grad_clip, warmup, epochs, max_steps, time_budget, val_frac,
+           eval_every, device, amp, seed, resume, force, dry_run, quiet, json_out):
     import dataclasses
 
     from charnn import checkpoint as ckpt_io
@@ -83,25 +100,47 @@ def train_cmd(
 
     resumed = None
     if resume is not None:
-        resumed = ckpt_io.load(ckpt_io.checkpoint_in(resume, prefer=ckpt_io.LATEST)) \
-            if resume.is_dir() else None
-        if resumed is None:
-            raise CharnnError(f"--resume {resume}: not a charnn run folder")
-        if "progress" not in resumed or "optimizer" not in resumed:
-            raise CharnnError(f"--resume {resume}: the checkpoint holds no training state to resume")
+        if force:
+            raise CharnnError("--force starts a run afresh; it cannot go with --resume", 2)
+        if out is not None and Path(out).resolve() != Path(resume).resolve():
+            raise CharnnError(f"--out {out} differs from --resume {resume}: a resumed run stays in its folder", 2)
+        if not resume.is_dir():
+            raise CharnnError(f"--resume {resume}: not a charnn run folder"
+                              f"{'' if resume.exists() else ' (no such folder)'}")
+        ckpt_path = ckpt_io.checkpoint_in(resume, prefer=ckpt_io.LATEST)
         run_dir = resume
+        if not dry_run:   # lock first, so the checkpoint read is the final one
+            stack.enter_context(ckpt_io.RunLock(run_dir))
+            ckpt_path = ckpt_io.checkpoint_in(resume, prefer=ckpt_io.LATEST)
+        resumed = ckpt_io.load(ckpt_path)
+        ckpt_io.check_resumable(resumed, ckpt_path)
+        ckpt_io.build_model(resumed)     # the weights fit the model and are finite
+        model_cfg, old = ckpt_io.configs(resumed)
+        _check_resume_flags(resumed, model_cfg, old, dict(
+            cell=cell, layers=layers, hidden=hidden, embed_dim=embed_dim, dropout=dropout,
+            tie_weights=tie_weights, tokenizer=tokenizer, input=input,
+            freeze_embeddings=freeze_embeddings or None, seq_len=seq_len, batch_size=batch_size,
+            lr=lr, grad_clip=grad_clip, warmup=warmup, val_frac=val_frac, seed=seed,
+            vocab_size=vocab_size, min_count=min_count, max_vocab=max_vocab, vectors=vectors,
+            doc_sep=doc_sep))
         corpus_arg = corpus or resumed.get("corpus", {}).get("path")
         if not corpus_arg:
             raise CharnnError("give the corpus to resume on: charnn train CORPUS --resume DIR", 2)
-        model_cfg = ModelConfig.from_dict(resumed["model_config"])
-        old = TrainConfig.from_dict(resumed["train_config"])
         # a resumed run keeps its model and data layout; only limits and the device may change
         overrides = {**stop_flags, **({"device": device} if device else {}),
                      **({"amp": amp} if amp is not None else {}),
-                     **({"eval_every": eval_every} if eval_every else {})}
+                     **({"eval_every": eval_every, "save_every": eval_every} if eval_every else {})}
         if stop_flags:
             overrides = {"epochs": None, "max_steps": None, "time_budget": None, **overrides}
         train_cfg = dataclasses.replace(old, **overrides)
+        if dry_run:
+            d = {"model": model_cfg.to_dict(), "train": train_cfg.to_dict(),
+                 "why": f"resuming {run_dir} from step {resumed['progress']['step']}"}
+            if json_out:
+                write_json(d)
+            else:
+                sys.stdout.write(f"model  {model_cfg}\ntrain  {train_cfg}\nwhy    {d['why']}\n")
+            return
     else:
         corpus_arg = corpus or corpora.DEFAULT_CORPUS
         if corpus is None and not quiet:
@@ -119,6 +158,8 @@ def train_cmd(
         path = corpora.resolve(corpus_arg, progress=bar)
     if resumed is None:
         run_dir = out or Path("checkpoints") / _run_name(corpus_arg, path)
+        if not dry_run:   # one writer per folder, from this check until training ends
+            stack.enter_context(ckpt_io.RunLock(run_dir))
         if (run_dir / ckpt_io.LATEST).exists() and not (force or dry_run):
             raise CharnnError(f"{run_dir} already holds a run: continue it with --resume {run_dir}, "
                               "pick another --out, or start afresh with --force")
@@ -135,7 +176,8 @@ def train_cmd(
             raise CharnnError(f"{path} is not the corpus this run was trained on (its content changed)")
     fit_options = {k: v for k, v in dict(vocab_size=vocab_size, min_count=min_count,
                                          max_vocab=max_vocab).items() if v is not None}
-    data = prepare_data(path, tokenizer, train_cfg.val_frac, fit_options, tokenizer=tok_obj)
+    tok_name = tok_obj.name if tok_obj is not None else (tokenizer or "char")
+    data = prepare_data(path, tok_name, train_cfg.val_frac, fit_options, tokenizer=tok_obj)
     from charnn.inputs import setup_input
 
     if doc_sep is not None:
@@ -181,18 +223,38 @@ def train_cmd(
                 sys.stdout.write(f"model  {model_cfg}\ntrain  {train_cfg}\nwhy    {d['why']}\n")
             return
 
-    with ckpt_io.RunLock(run_dir):
-        summary = train(model_cfg, train_cfg, data, run_dir, callback=reporter, resume=resumed,
-                        started=started, init_model=inp.init_model)
+    summary = train(model_cfg, train_cfg, data, run_dir, callback=reporter, resume=resumed,
+                    started=started, init_model=inp.init_model)
     reporter.close()
     if not quiet:
         _print_summary(summary)
     if json_out:
         write_json(summary)
+    if summary.get("diverged"):
+        raise CharnnError(summary["diverged"])
     if summary["interrupted"]:
         sys.stderr.write(f"stopped at step {summary['steps']}; continue with: "
                          f"charnn train --resume {run_dir}\n")
         raise typer.Exit(130)
+
+
+def _check_resume_flags(ckpt: dict, model_cfg, train_cfg, given: dict) -> None:
+    """A resumed run keeps its model, tokenizer and data layout: a flag given with --resume
+    must repeat the run's value (so a command retyped with --resume added works), never
+    silently change nothing."""
+    run = {**train_cfg.to_dict(), **model_cfg.to_dict(), "tokenizer": ckpt["tokenizer"]["name"]}
+    for name, value in given.items():
+        if value is None:
+            continue
+        flag = "--" + name.replace("_", "-")
+        if name in FIT_ONLY:
+            raise CharnnError(f"{flag} only applies when a run starts; a resumed run keeps its "
+                              "vocabulary and inputs (leave it out)", 2)
+        if run.get(name) != value:
+            raise CharnnError(
+                f"{flag} {value} differs from the run's {run.get(name)}: a resumed run keeps its "
+                f"model, tokenizer and data layout (leave {flag} out; only "
+                f"{', '.join('--' + f.replace('_', '-') for f in RESUME_MAY_CHANGE)} may change)", 2)
 
 
 def _run_name(arg: str, path: Path) -> str:
@@ -200,7 +262,10 @@ def _run_name(arg: str, path: Path) -> str:
 
     if arg == "-":
         return "stdin"
-    return arg if arg in CATALOG else (path.stem or "run")
+    if arg in CATALOG:
+        return arg
+    stem = path.stem.lstrip(".")    # never "..": the run folder stays under checkpoints/
+    return stem or "run"
 
 
 def _print_summary(s: dict) -> None:
