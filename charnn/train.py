@@ -233,7 +233,7 @@ def train(model_cfg: ModelConfig, cfg: TrainConfig, data: TrainData, run_dir: Pa
             torch.cuda.set_rng_state_all(rng["cuda"])
 
     metrics_path = run_dir / "metrics.jsonl"
-    metrics = open(metrics_path, "a", encoding="utf-8")
+    metrics = _open_log(metrics_path)
 
     def log(record: dict[str, Any]) -> Optional[bool]:
         metrics.write(json.dumps(record) + "\n")
@@ -477,6 +477,27 @@ def _to_cpu(obj: Any) -> Any:
     if isinstance(obj, (list, tuple)):
         return type(obj)(_to_cpu(v) for v in obj)
     return obj
+
+
+def _open_log(path: Path):
+    """The metrics log, opened for appending after cutting the half-written last line that a
+    killed run may have left (so every line stays one JSON record)."""
+    try:
+        with open(path, "rb+") as f:
+            end = pos = f.seek(0, 2)
+            while pos > 0:
+                start = max(0, pos - (1 << 16))
+                f.seek(start)
+                cut = f.read(pos - start).rfind(b"\n")
+                if cut >= 0:
+                    pos = start + cut + 1
+                    break
+                pos = start
+            if pos != end:
+                f.truncate(pos)
+    except FileNotFoundError:
+        pass
+    return open(path, "a", encoding="utf-8")
 
 
 def _diverged(loss: float, vocab_size: int) -> bool:
