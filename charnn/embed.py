@@ -299,10 +299,13 @@ def detect_format(path: Path) -> str:
         line = rest.split(b"\n", 1)[0]
         try:
             fields = line.decode("utf-8").split()
-            if len(fields) == dim + 1 and all(_is_float(x) for x in fields[1:]):
-                return "word2vec-text"
         except UnicodeDecodeError:
-            pass
+            fields = []
+        if len(fields) >= 2 and all(_is_float(x) for x in fields[1:]) and b"\0" not in line:
+            if len(fields) == dim + 1:
+                return "word2vec-text"
+            raise CharnnError(f"{path}: its header says {dim}-dimensional vectors, but its first "
+                              f"row holds {len(fields) - 1} values")
         return "word2vec-bin"
     try:
         fields = first.decode("utf-8").split()

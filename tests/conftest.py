@@ -161,7 +161,7 @@ class ForkServer:
         return code, log.read_text()
 
     def close(self) -> None:
-        self.proc.stdin.close()
+        self.proc.kill()        # its children are all waited for; nothing of it needs saving
         self.proc.wait(timeout=30)
 
 

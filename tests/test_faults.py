@@ -44,34 +44,33 @@ def _assert_sound(run: Path) -> dict:
 
 
 def test_sigkill_at_random_moments_never_leaves_an_unloadable_checkpoint(forkserver, tmp_path, tiny_corpus):
-    """Kill `charnn train` with SIGKILL at random moments (seeded), KILLS times, each kill in
-    the run resumed from the previous one; saves every 2 steps, so many kills land in a save.
-    After each: latest.pt loads and is resumable, and the next run resumes from its step."""
+    """Kill `charnn train` with SIGKILL at a random moment (seeded) of its training, KILLS
+    times, each run resuming the one killed before it. It evaluates and saves after every step,
+    so many kills land in a save. After each kill latest.pt loads, rebuilds and is resumable,
+    the metrics log holds whole records, and the next run resumes from latest.pt's step."""
     rng = random.Random(20240607)
     run = tmp_path / "run"
     fresh = ["train", str(tiny_corpus), "--out", str(run), *TINY, "--hidden", "160", "--eval-every", "1",
              "--max-steps", "1000000"]
-    steps, mid_save, resumes_checked = [], 0, 0
+    steps, mid_save = [], 0
     for k in range(KILLS):
         resuming = (run / "latest.pt").exists()
         argv = ["train", "--resume", str(run), "--max-steps", "1000000"] if resuming else fresh
         log = tmp_path / f"kill{k}.log"
         pid = forkserver.start(*argv, log=log)
-        time.sleep(rng.uniform(0.05, 0.6))
+        started = _wait_for(log, r"(training|resuming) .* -> ")     # the training loop is on
+        if resuming:
+            assert re.search(r"resuming .* from step (\d+)", started).group(1) == str(steps[-1]), started
+        time.sleep(rng.uniform(0.0, 0.35))
         os.kill(pid, signal.SIGKILL)
         assert forkserver.wait(pid) == -signal.SIGKILL, log.read_text()   # it was running, not failing
-        if resuming:   # it resumed from the step the previous kill left
-            started = re.search(r"resuming .* from step (\d+)", log.read_text())
-            if started:
-                assert int(started.group(1)) == steps[-1]
-                resumes_checked += 1
         mid_save += bool(_temps(run))        # killed between a save's temp file and its rename
         if (run / "latest.pt").exists():
             steps.append(_assert_sound(run)["progress"]["step"])
-        assert all(isinstance(r, dict) for r in _records(run)) if (run / "metrics.jsonl").exists() else True
+            assert all(isinstance(r, dict) for r in _records(run))
 
-    assert steps == sorted(steps) and steps[-1] > 0, steps     # never back, and forward
-    assert resumes_checked >= KILLS // 2
+    assert steps == sorted(steps) and len(set(steps)) >= KILLS // 2, steps    # never back, mostly forward
+    assert mid_save >= 1, "no kill landed in a save: the test did not test what it says"
     # the stale lock and the orphaned temp files of the last kill are taken over and cleared
     code, out = forkserver.run("train", "--resume", str(run), "--max-steps", str(steps[-1] + 4), "--quiet",
                                log=tmp_path / "final.log")
@@ -80,6 +79,16 @@ def test_sigkill_at_random_moments_never_leaves_an_unloadable_checkpoint(forkser
     assert _temps(run) == [] and not (run / ".lock").exists()
     print(f"\n{KILLS} SIGKILLs survived, {mid_save} of them in the middle of a checkpoint save; "
           f"step reached {steps[-1]}")
+
+
+def _wait_for(log: Path, pattern: str, timeout: float = 60) -> str:
+    deadline = time.time() + timeout
+    while True:
+        text = log.read_text() if log.exists() else ""
+        if re.search(pattern, text):
+            return text
+        assert time.time() < deadline, text
+        time.sleep(0.005)
 
 
 def test_sigint_then_resume_ends_with_bit_identical_weights(forkserver, tmp_path, tiny_corpus):

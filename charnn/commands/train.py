@@ -107,11 +107,10 @@ def _train(stack, started, *, corpus, out, cell, layers, hidden, embed_dim, drop
         if not resume.is_dir():
             raise CharnnError(f"--resume {resume}: not a charnn run folder"
                               f"{'' if resume.exists() else ' (no such folder)'}")
-        ckpt_path = ckpt_io.checkpoint_in(resume, prefer=ckpt_io.LATEST)
         run_dir = resume
-        if not dry_run:   # lock first, so the checkpoint read is the final one
+        if not dry_run:   # lock first: a run in progress is named, and the checkpoint read is final
             stack.enter_context(ckpt_io.RunLock(run_dir))
-            ckpt_path = ckpt_io.checkpoint_in(resume, prefer=ckpt_io.LATEST)
+        ckpt_path = ckpt_io.checkpoint_in(resume, prefer=ckpt_io.LATEST)
         resumed = ckpt_io.load(ckpt_path)
         ckpt_io.check_resumable(resumed, ckpt_path)
         ckpt_io.build_model(resumed)     # the weights fit the model and are finite
