@@ -149,7 +149,7 @@ def check(ckpt: Any, path: Path | str = "the checkpoint") -> None:
         raise CharnnError(f"{path} is not a charnn checkpoint")
     version = ckpt.get("version")
     if not _is_int(version) or version < 1:
-        raise CharnnError(f"{path} is damaged: its format version is {version!r}")
+        raise CharnnError(f"{path} is damaged: its format version is {_show(version)}")
     if version > VERSION:
         raise CharnnError(
             f"{path} was written by a newer charnn (format version {version}; this one reads "
@@ -176,7 +176,7 @@ def check(ckpt: Any, path: Path | str = "the checkpoint") -> None:
     for key, kind in _PROGRESS_TYPES.items():
         v = ckpt.get("progress", {}).get(key)
         if v is not None and not (_is_int(v) and v >= 0 if kind == "count" else _is_number(v)):
-            raise bad(f"its progress entry {key!r} is {v!r}")
+            raise bad(f"its progress entry {key!r} is {_show(v)}")
     for h in ckpt.get("history", []):
         if not (isinstance(h, dict) and _is_number(h.get("step")) and _is_number(h.get("val_loss"))):
             raise bad("its metric history holds an entry that is not a (step, val_loss) record")
@@ -205,6 +205,12 @@ def _check_bow(bow: dict, bad: Callable[[str], CharnnError]) -> None:
     if not (bow.get("n_docs") is None or _is_int(bow["n_docs"])) or \
             not isinstance(bow.get("doc_sep", ""), str):
         raise bad("its bag-of-words settings are not numbers and text")
+
+
+def _show(v: Any, limit: int = 60) -> str:
+    """A value from a file, shown in one short line of an error message."""
+    text = " ".join(repr(v).split()) if not isinstance(v, str) else " ".join(v.split())
+    return text if len(text) <= limit else text[:limit] + "..."
 
 
 def _is_int(v: Any) -> bool:
@@ -236,13 +242,13 @@ def _config(cls, d: dict[str, Any], what: str):
         if f.name in d and kinds is not None:
             v = d[f.name]
             if not isinstance(v, kinds) or (isinstance(v, bool) and bool not in kinds):
-                raise CharnnError(f"the checkpoint's {what} is damaged: {f.name} is {v!r}")
+                raise CharnnError(f"the checkpoint's {what} is damaged: {f.name} is {_show(v)}")
     try:
         return cls.from_dict(d)
     except CharnnError as e:      # e.g. an unknown cell: the file is at fault, not the flags
         raise CharnnError(f"the checkpoint's {what} is invalid: {e}") from None
     except (TypeError, ValueError) as e:
-        raise CharnnError(f"the checkpoint's {what} is damaged ({e})") from None
+        raise CharnnError(f"the checkpoint's {what} is damaged ({_show(str(e))})") from None
 
 
 def checkpoint_in(run_dir: Path, prefer: str = BEST) -> Path:

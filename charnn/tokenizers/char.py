@@ -72,7 +72,10 @@ class CharTokenizer(Tokenizer):
         return ids
 
     def decode(self, ids: Sequence[int]) -> str:
-        return "".join(self._chars_arr[np.asarray(ids, dtype=np.int64)])
+        a = np.asarray(ids, dtype=np.int64)
+        if a.size and (a.min() < 0 or a.max() >= len(self.chars)):
+            raise CharnnError(f"an id is outside the character vocabulary (0..{len(self.chars) - 1})")
+        return "".join(self._chars_arr[a])
 
     def tokens(self, text: str) -> list[str]:
         return list(text)

@@ -127,6 +127,9 @@ class WordTokenizer(Tokenizer):
         return np.fromiter((get(w, 0) for w in words), dtype=np.int64, count=len(words))
 
     def decode(self, ids: Sequence[int]) -> str:
+        n = len(self.vocab)
+        if any(not 0 <= int(i) < n for i in ids):
+            raise CharnnError(f"an id is outside the word vocabulary (0..{n - 1})")
         return join_words([self.vocab[int(i)] for i in ids])
 
     def tokens(self, text: str) -> list[str]:
