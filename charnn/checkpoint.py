@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import errno
+import math
 import os
 import pickle
 import re
@@ -173,9 +174,9 @@ def check(ckpt: Any, path: Path | str = "the checkpoint") -> None:
         raise bad("its tokenizer entry has no name and state")
     if not all(isinstance(k, str) for k in ckpt["model_config"]):
         raise bad("its model configuration is not a table of settings")
-    for key, kind in _PROGRESS_TYPES.items():
+    for key, fits in _PROGRESS.items():
         v = ckpt.get("progress", {}).get(key)
-        if v is not None and not (_is_int(v) and v >= 0 if kind == "count" else _is_number(v)):
+        if v is not None and not fits(v):
             raise bad(f"its progress entry {key!r} is {_show(v)}")
     for h in ckpt.get("history", []):
         if not (isinstance(h, dict) and _is_number(h.get("step")) and _is_number(h.get("val_loss"))):
@@ -191,8 +192,12 @@ def check(ckpt: Any, path: Path | str = "the checkpoint") -> None:
 _ENTRY_TYPES = {"model_config": dict, "tokenizer": dict, "model": dict, "train_config": dict,
                 "optimizer": dict, "progress": dict, "state": (list, tuple), "rng": dict,
                 "history": list, "corpus": dict, "bow": dict}
-_PROGRESS_TYPES = {"step": "count", "epoch": "count", "chunk": "count", "best_val": "number",
-                   "elapsed": "number", "lr_scale": "number", "chars_per_token": "number"}
+_COUNT = lambda v: _is_int(v) and v >= 0                           # noqa: E731
+_POSITIVE = lambda v: _is_number(v) and 0 < v < math.inf            # noqa: E731
+_PROGRESS = {"step": _COUNT, "epoch": _COUNT, "chunk": _COUNT, "lr_scale": _POSITIVE,
+             "chars_per_token": _POSITIVE,
+             "elapsed": lambda v: _is_number(v) and 0 <= v < math.inf,
+             "best_val": lambda v: _is_number(v) and v >= 0}      # inf before any evaluation
 
 
 def _check_bow(bow: dict, bad: Callable[[str], CharnnError]) -> None:

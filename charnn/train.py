@@ -385,8 +385,10 @@ def train(model_cfg: ModelConfig, cfg: TrainConfig, data: TrainData, run_dir: Pa
                 state = None
                 chunk += 1
                 # weights already broken (an earlier finite but huge step) cannot recover
-                if bad_steps >= MAX_BAD_STEPS or not _finite(model):
-                    if not roll_back(f"{bad_steps} non-finite step(s)"):
+                broken = not _finite(model)
+                if bad_steps >= MAX_BAD_STEPS or broken:
+                    if not roll_back("non-finite weights" if broken else
+                                     f"{bad_steps} non-finite steps in a row"):
                         break
                 continue
             bad_steps = 0
@@ -411,13 +413,13 @@ def train(model_cfg: ModelConfig, cfg: TrainConfig, data: TrainData, run_dir: Pa
                                  "eta": _eta(step, total_steps, elapsed, budget, step_seconds)}))
             if step % cfg.eval_every == 0:
                 if math.isnan(run_eval()):
-                    if not roll_back("the validation loss diverged"):
+                    if not roll_back("a diverged validation loss"):
                         break
                     continue
                 good = _snapshot(model, opt, step, epoch, chunk)
             elif step % cfg.save_every == 0:
                 if not _finite(model):      # never save broken weights as latest.pt
-                    if not roll_back("the weights are not finite"):
+                    if not roll_back("non-finite weights"):
                         break
                     continue
                 t0 = time.perf_counter()
@@ -431,7 +433,7 @@ def train(model_cfg: ModelConfig, cfg: TrainConfig, data: TrainData, run_dir: Pa
         if math.isnan(final_loss) and step > 0 and not gave_up:
             # the last steps broke the weights: end on the last good ones instead
             step, epoch, chunk = _restore(good, model, opt)
-            state, gave_up = None, "the final validation loss diverged"
+            state, gave_up = None, "a diverged final validation loss"
             log({"event": "diverged", "step": step, "reason": gave_up, "rollbacks": rollbacks})
             final_loss = run_eval(final=True)
     metrics.close()
@@ -443,7 +445,7 @@ def train(model_cfg: ModelConfig, cfg: TrainConfig, data: TrainData, run_dir: Pa
         "best_val_bpc": best_val / data.chars_per_token / LN2,
         "rollbacks": rollbacks,
         "diverged": None if gave_up is None else (
-            f"training diverged ({gave_up}); after {rollbacks} rollback(s) to lower learning "
+            f"training kept diverging (last: {gave_up}); after {rollbacks} rollback(s) to lower learning "
             f"rates the run ended on the last good weights, from step {step}, saved in "
             f"{run_dir}; try a lower --lr"),
     }

@@ -137,6 +137,10 @@ CASES = [
     ("unknown tokenizer", ["train", "{w}/tiny.txt", "--tokenizer", "morse", "--max-steps", "1"], 2,
      r"unknown tokenizer 'morse'"),
     ("unknown cell", ["train", "{w}/tiny.txt", "--cell", "transformer", "--max-steps", "1"], 2, r"unknown cell 'transformer'"),
+    ("--out is a file", ["train", "{w}/tiny.txt", "--out", "{w}/tiny.txt", *TINY, "--max-steps", "1"], 1,
+     r"cannot create the run folder .*tiny\.txt: File exists"),
+    ("--device cuda without a GPU", ["train", "{w}/tiny.txt", "--device", "cuda", *TINY, "--max-steps", "1"], 2,
+     r"--device cuda was asked for, but no CUDA GPU is available"),
     ("an existing run without --resume", ["train", "{w}/tiny.txt", "--out", "{w}/char", "--max-steps", "1"], 1,
      r"char already holds a run: continue it with --resume"),
     # --resume
@@ -163,6 +167,8 @@ CASES = [
     *[(f"{name} checkpoint to --resume", ["train", "--resume", f"{{w}}/run_{name}"], 1, msg)
       for name, msg in CKPT_DAMAGE],
     ("no checkpoint at all", ["sample", "{w}/nowhere.pt"], 1, r"nowhere\.pt: no such checkpoint or run folder"),
+    ("a folder that is not a run to sample", ["sample", "{w}/notarun"], 1, r"notarun is not a charnn run folder"),
+    ("an empty text to eval", ["eval", "{w}/char", "{w}/empty.txt"], 1, r"empty\.txt is too short to score"),
     ("a checkpoint of another tokenizer to tokenize", ["tokenize", "--model", "{w}/word", "--tokenizer", "char"], 2,
      r"--tokenizer char differs from the model's tokenizer \(word\)"),
     ("a checkpoint of another tokenizer to vectorize",

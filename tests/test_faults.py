@@ -152,7 +152,7 @@ def test_an_absurd_learning_rate_still_ends_with_a_finite_loadable_model(tiny_co
         assert r.exit_code == 0 and summary["steps"] == 60 and summary["diverged"] is None, r.stderr
     else:
         assert r.exit_code == 1 and len(rollbacks) == 8
-        assert re.fullmatch(r"error: training diverged \(.+\); after 8 rollback\(s\) to lower learning "
+        assert re.fullmatch(r"error: training kept diverging \(last: .+\); after 8 rollback\(s\) to lower learning "
                             r"rates the run ended on the last good weights, from step 0, saved in "
                             r"checkpoints/tiny; try a lower --lr\n", r.stderr), r.stderr
 
@@ -181,7 +181,7 @@ def test_a_non_finite_evaluation_is_rolled_back_never_saved(tmp_path, monkeypatc
     saves = [e["step"] for e in seen if e["event"] == "save"]
     rollback = [e for e in seen if e["event"] == "rollback"]
     assert rollback == [{"event": "rollback", "step": 10, "lr_scale": 0.25,
-                         "reason": "the validation loss diverged"}]
+                         "reason": "a diverged validation loss"}]
     assert saves == [10, 20, 30, 30]          # step 20 again after the rollback, never the NaN one
     assert summary["steps"] == 30 and summary["diverged"] is None
     ck = checkpoint.load(tmp_path / "r" / "latest.pt")
