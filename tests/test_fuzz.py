@@ -7,9 +7,11 @@ and a failure prints the one that broke (with @reproduce_failure to replay it)."
 
 from __future__ import annotations
 
+import atexit
 import functools
 import io
 import os
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -25,7 +27,8 @@ from tests.conftest import cli
 
 FUZZ = settings(deadline=None, suppress_health_check=list(HealthCheck), database=None,
                 print_blob=True)
-_DIR = Path(tempfile.mkdtemp(prefix="charnn-fuzz-"))
+_DIR = Path(tempfile.mkdtemp(prefix="charnn-fuzz-"))    # outside hypothesis' reach of tmp_path
+atexit.register(shutil.rmtree, _DIR, True)
 
 
 @functools.cache
