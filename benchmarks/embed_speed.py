@@ -60,11 +60,12 @@ def bench(cache: str) -> None:
     from gensim.models.word2vec import LineSentence
 
     from charnn import corpora, embed
+    from charnn.machine import available_cores
 
     source = corpora.resolve(args.corpus)
     config = embed.EmbedConfig(dim=args.dim, window=args.window, min_count=args.min_count, sg=args.sg,
                                negative=args.negative, epochs=args.epochs, workers=args.workers)
-    workers = config.workers or embed.available_cores()
+    workers = config.workers or available_cores()
     params = dict(vector_size=config.dim, window=config.window, min_count=config.min_count,
                   sg=int(config.sg), negative=config.negative, hs=int(config.negative == 0),
                   epochs=config.epochs, workers=workers, seed=config.seed)

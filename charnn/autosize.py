@@ -17,7 +17,6 @@ Explicit flags always win: a fixed --hidden or --layers narrows the candidates, 
 
 from __future__ import annotations
 
-import math
 import time
 from dataclasses import asdict, dataclass, field
 from typing import Any

@@ -3,19 +3,54 @@ parses, delegates to the library, and renders. Heavy imports (torch, gensim, sen
 happen inside the commands, so `charnn --help` answers at once.
 
 Errors: the library raises CharnnError; `guard` turns it into one `error: ...` line on stderr and
-its exit code (1, or 2 for bad usage). A closed stdout pipe ends the command quietly with 0.
+its exit code (1, or 2 for bad usage). Typer's own usage errors (an unknown option, a value that is
+not a number) become one such line too (CharnnGroup), and an OSError (a full disk, a permission)
+becomes one line naming the file. A closed stdout pipe ends the command quietly with 0.
 """
 
 from __future__ import annotations
 
 import functools
 import os
+import signal
 import sys
 from typing import Callable
 
 import typer
+from typer.core import TyperGroup
+
+
+# Typer's usage errors, found through its public BadParameter (their module moved between releases)
+_UsageError = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "UsageError")
+_ClickException = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "ClickException")
+
+
+class CharnnGroup(TyperGroup):
+    """The top-level group: usage errors are one `error: ...` line (exit 2), not Typer's box."""
+
+    def main(self, *args, standalone_mode: bool = True, **kwargs):
+        if not standalone_mode:
+            return super().main(*args, standalone_mode=False, **kwargs)
+        try:
+            rv = super().main(*args, standalone_mode=False, **kwargs)
+        except _ClickException as e:
+            if type(e).__name__ == "NoArgsIsHelpError":   # bare `charnn`: the help is the answer
+                if e.format_message():
+                    sys.stdout.write(e.format_message() + "\n")
+                sys.exit(2)
+            ctx = getattr(e, "ctx", None)
+            where = f" (see {ctx.command_path} --help)" if isinstance(e, _UsageError) and ctx else ""
+            message = " ".join(e.format_message().split()).rstrip(".")
+            error(f"{message[:1].lower()}{message[1:]}{where}")
+            sys.exit(e.exit_code)
+        except typer.Abort:
+            sys.stderr.write("aborted\n")
+            sys.exit(1)
+        sys.exit(rv if isinstance(rv, int) else 0)
+
 
 app = typer.Typer(
+    cls=CharnnGroup,
     name="charnn",
     help="Recurrent language models of text: train LSTM/GRU/RNN models on any UTF-8 text, "
     "sample from them, and see text through several tokenizers and vector representations.\n\n"
@@ -68,6 +103,10 @@ def guard(fn: Callable) -> Callable:
         except MemoryError as e:
             _report(e, "out of memory; try a smaller --batch-size, --hidden or corpus")
             raise typer.Exit(1) from None
+        except OSError as e:  # the system said no: a full disk, a permission, a vanished file
+            where = f"{e.filename}: " if e.filename else ""
+            error(f"{where}{e.strerror or e}")
+            raise typer.Exit(1) from None
         except Exception as e:  # a bug, not the user's doing: one line unless asked for more
             if os.environ.get("CHARNN_DEBUG"):
                 raise
@@ -103,6 +142,10 @@ _register()
 
 
 def main() -> None:
+    # A file size limit (ulimit -f) would kill the process with SIGXFSZ mid-write; ignored, the
+    # write fails with EFBIG instead, and checkpoint.save reports it and keeps the old file.
+    if hasattr(signal, "SIGXFSZ"):
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
     try:
         app()
     except BrokenPipeError:

@@ -76,7 +76,7 @@ class TrainConfig(_Dict):
         checks = [
             (self.seq_len >= 1, "--seq-len must be at least 1"),
             (self.batch_size >= 1, "--batch-size must be at least 1"),
-            (self.lr > 0 and self.lr == self.lr, "--lr must be a positive number"),
+            (0 < self.lr < float("inf"), "--lr must be a positive number"),
             (self.grad_clip >= 0, "--grad-clip must be >= 0 (0 turns clipping off)"),
             (self.epochs is None or self.epochs >= 1, "--epochs must be at least 1"),
             (self.max_steps is None or self.max_steps >= 1, "--max-steps must be at least 1"),

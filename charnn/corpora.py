@@ -8,6 +8,7 @@ nothing behind under that folder.
 from __future__ import annotations
 
 import hashlib
+import http.client
 import os
 import tempfile
 import urllib.error
@@ -107,8 +108,12 @@ def download(url: str, sha256: str, dest: Path, progress: Progress | None = None
                         done += len(block)
                         if progress:
                             progress(done, total)
-            except (urllib.error.URLError, OSError, ValueError) as e:
-                reason = getattr(e, "reason", None) or e
+                    if total is not None and done < total:
+                        raise CharnnError(f"download of {url} failed: the connection closed after "
+                                          f"{done:,} of {total:,} bytes; nothing was saved")
+            except (urllib.error.URLError, http.client.HTTPException, OSError, ValueError) as e:
+                # HTTPException: e.g. IncompleteRead when the server hangs up mid-transfer
+                reason = getattr(e, "reason", None) or f"{type(e).__name__}: {e}"
                 raise CharnnError(f"download of {url} failed: {reason}") from None
             out.flush()
             os.fsync(out.fileno())

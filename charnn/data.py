@@ -94,15 +94,20 @@ def spool_stdin() -> Path:
         raise CharnnError("corpus '-' means standard input, but nothing is piped in", 2)
     d = cache_dir() / "stdin"
     d.mkdir(parents=True, exist_ok=True)
-    fd, name = tempfile.mkstemp(dir=d, suffix=".txt")
+    fd, name = tempfile.mkstemp(dir=d, prefix=".", suffix=".txt")
     h = hashlib.sha256()
-    with os.fdopen(fd, "wb") as out:
-        src = sys.stdin.buffer
-        while block := src.read(CHUNK_BYTES):
-            h.update(block)
-            out.write(block)
-    final = d / f"{h.hexdigest()[:24]}.txt"
-    os.replace(name, final)
+    try:
+        with os.fdopen(fd, "wb") as out:
+            src = sys.stdin.buffer
+            while block := src.read(CHUNK_BYTES):
+                h.update(block)
+                out.write(block)
+        final = d / f"{h.hexdigest()[:24]}.txt"
+        os.replace(name, final)
+    except BaseException:
+        if os.path.exists(name):
+            os.unlink(name)
+        raise
     return final
 
 
@@ -133,9 +138,14 @@ def file_digest(path: Path) -> str:
 def _atomic_write_text(path: Path, text: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    with os.fdopen(fd, "w") as f:
-        f.write(text)
-    os.replace(tmp, path)
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):     # a full disk leaves no half-written cache entry behind
+            os.unlink(tmp)
+        raise
 
 
 def _id_dtype(vocab_size: int) -> np.dtype:
@@ -199,7 +209,8 @@ def encode_corpus(
                 n += len(ids)
         os.replace(tmp, ids_path)
     except BaseException as e:
-        os.unlink(tmp)
+        if os.path.exists(tmp):
+            os.unlink(tmp)
         if isinstance(e, CharnnError) and str(path) not in str(e):
             # e.g. a character the model's vocabulary lacks: say which file holds it
             raise CharnnError(f"{path}: {e}", e.code) from None

@@ -30,10 +30,10 @@ import contextlib
 import datetime
 import math
 import os
-import signal
 from typing import TYPE_CHECKING, Any, Callable, Iterator, Optional, TypeVar
 
 from charnn.errors import CharnnError
+from charnn.machine import available_cores
 
 if TYPE_CHECKING:       # torch is imported where it is used: a single process never needs it here
     import torch
@@ -117,7 +117,7 @@ class Group:
         if not cuda and self.local_world > 1 and "OMP_NUM_THREADS" not in os.environ:
             # W ranks on one machine share its cores (torchrun sets OMP_NUM_THREADS itself when it
             # starts several; another launcher may not)
-            torch.set_num_threads(max(1, _cores() // self.local_world))
+            torch.set_num_threads(max(1, available_cores() // self.local_world))
         if cuda and self.local_rank < torch.cuda.device_count():
             torch.cuda.set_device(self.local_rank)
         limit = datetime.timedelta(seconds=timeout_seconds())
@@ -457,99 +457,3 @@ def error_line(e: BaseException, message: str) -> Optional[str]:
     if isinstance(e, CharnnError) and not getattr(e, "rank_specific", False):
         return None
     return f"rank {rank}: {message}"
-
-
-def _cores() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        return os.cpu_count() or 1
-
-
-# ----------------------------------------------------------------------------------------------
-# The launcher behind `charnn train --nproc N`
-
-
-def launch(nproc: int, args: list[str]) -> int:
-    """Run `python -m charnn ARGS` as nproc ranks on this machine through torch.distributed.run
-    (standalone rendezvous on a free local port) and return their exit status.
-
-    Ctrl-C reaches every rank once (they stop together at the next step, save, exit 130; a second
-    Ctrl-C interrupts at once), as in a single process: torchrun would turn it into a shutdown
-    with a 30 s limit, so this launcher forwards SIGINT to the ranks itself where it can find them
-    (Linux /proc). A rank killed by a signal is reported as an error; other failures were reported
-    by the ranks themselves.
-    """
-    import logging
-
-    from torch.distributed.elastic.multiprocessing.api import SignalException
-    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
-    from torch.distributed.run import get_args_parser, run
-
-    if nproc < 1:
-        raise CharnnError("--nproc must be at least 1", 2)
-    # torchrun would give each rank 1 thread, and warn; split the cores evenly instead
-    os.environ.setdefault("OMP_NUM_THREADS", str(max(1, _cores() // nproc)))
-    forward = _children_visible()
-    argv = ["--standalone", f"--nproc-per-node={nproc}"]
-    if forward:
-        argv += ["--signals-to-handle", "SIGTERM,SIGHUP,SIGQUIT"]
-    argv += ["-m", "charnn", *args]
-    elastic = logging.getLogger("torch.distributed.elastic")
-    old_level, old_int = elastic.level, None
-    elastic.setLevel(logging.CRITICAL)   # its warnings repeat what the ranks already said
-    if forward:
-        old_int = signal.signal(signal.SIGINT, _forward_sigint)
-    try:
-        run(get_args_parser().parse_args(argv))
-        return 0
-    except ChildFailedError as e:
-        return _exit_status(e, nproc)
-    except SignalException as e:
-        return 128 + int(e.sigval)
-    finally:
-        elastic.setLevel(old_level)
-        if old_int is not None:
-            signal.signal(signal.SIGINT, old_int)
-
-
-def _exit_status(e, nproc: int) -> int:
-    """The exit status of failed ranks (a ChildFailedError). The ranks reported their own errors;
-    a rank killed by a signal cannot, so the launcher does, when that death came first."""
-    failures = e.failures                                   # {global rank: ProcessFailure}
-    codes = [f.exitcode for f in failures.values()]
-    if all(c in (130, -signal.SIGINT, -signal.SIGTERM) for c in codes):
-        return 130                                          # stopped by Ctrl-C / SIGTERM, saved
-    # the first to fail (torch's own rule: earliest timestamp, then the order it saw them in)
-    rank, first = min(failures.items(), key=lambda kv: kv[1].timestamp)
-    if first.exitcode < 0:
-        sig = -first.exitcode
-        name = signal.Signals(sig).name if sig in signal.Signals._value2member_map_ else f"signal {sig}"
-        raise CharnnError(f"rank {rank} of {nproc} (pid {first.pid}) was killed by {name}; the "
-                          "other ranks were stopped", 128 + sig)
-    return first.exitcode
-
-
-def _children_visible() -> bool:
-    return os.path.exists(f"/proc/{os.getpid()}/task/{os.getpid()}/children")
-
-
-def _children() -> list[int]:
-    pids: list[int] = []
-    task = f"/proc/{os.getpid()}/task"
-    for tid in os.listdir(task):
-        try:
-            with open(f"{task}/{tid}/children") as f:
-                pids += [int(p) for p in f.read().split()]
-        except (OSError, ValueError):
-            pass
-    return pids
-
-
-def _forward_sigint(signum, frame) -> None:
-    pids = _children()
-    if not pids:             # the ranks are not started yet: give up the launch
-        raise KeyboardInterrupt
-    for pid in pids:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGINT)

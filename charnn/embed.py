@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Optional
 
 from charnn.errors import CharnnError
+from charnn.machine import available_cores
 from charnn.tokenizers.word import split_words
 
 PREP_VERSION = 1  # bump when the preprocessing changes, so old cached corpus files are not reused
@@ -58,13 +59,6 @@ class EmbedConfig:
             raise CharnnError("--workers must be at least 1", 2)
         if self.max_vocab is not None and self.max_vocab < 1:
             raise CharnnError("--max-vocab must be at least 1", 2)
-
-
-def available_cores() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        return os.cpu_count() or 1
 
 
 # ----------------------------------------------------------------------------------------------
@@ -299,10 +293,13 @@ def detect_format(path: Path) -> str:
         line = rest.split(b"\n", 1)[0]
         try:
             fields = line.decode("utf-8").split()
-            if len(fields) == dim + 1 and all(_is_float(x) for x in fields[1:]):
-                return "word2vec-text"
         except UnicodeDecodeError:
-            pass
+            fields = []
+        if len(fields) >= 2 and all(_is_float(x) for x in fields[1:]) and b"\0" not in line:
+            if len(fields) == dim + 1:
+                return "word2vec-text"
+            raise CharnnError(f"{path}: its header says {dim}-dimensional vectors, but its first "
+                              f"row holds {len(fields) - 1} values")
         return "word2vec-bin"
     try:
         fields = first.decode("utf-8").split()

@@ -72,8 +72,12 @@ class TrainReporter:
         elif kind == "skip":
             self._print(f"warning: step {ev['step']}: non-finite loss or gradient, step skipped")
         elif kind == "rollback":
-            self._print(f"warning: training diverged; rolled back to step {ev['step']} with the "
-                        f"learning rate scaled by {ev['lr_scale']:g}")
+            self._print(f"warning: divergence ({ev.get('reason', 'non-finite loss')}): rolled back to "
+                        f"step {ev['step']}, learning rate scaled by {ev['lr_scale']:g}")
+        elif kind == "eval_diverged":
+            v = ev["val_loss"]
+            v = f"{v:.4g}" if isinstance(v, float) else v
+            self._print(f"warning: step {ev['step']}: validation loss {v}: diverged, not saved")
         elif kind == "done":
             self.close()
 

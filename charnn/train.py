@@ -40,7 +40,9 @@ from charnn.tokenizers import Tokenizer
 Callback = Callable[[dict[str, Any]], Optional[bool]]  # return True to stop gracefully
 LN2 = math.log(2.0)
 MAX_BAD_STEPS = 3       # consecutive non-finite steps before rolling back
-MAX_ROLLBACKS = 4
+MAX_ROLLBACKS = 8       # then the run ends on the last good weights
+ROLLBACK_LR_FACTOR = 0.25   # each rollback divides the learning rate by 4: 8 of them, by 65536
+DIVERGED_NATS = 20.0    # a validation loss this far above uniform guessing (ln V) is divergence
 PERIODIC_EVAL_TOKENS = 1 << 20   # periodic evaluations read this prefix of the validation split
 FINAL_EVAL_SHARE = 0.04         # under a time budget, the final evaluation takes at most this share
 MIN_EVAL_TOKENS = 1 << 15       # ... but never fewer tokens than this
@@ -249,7 +251,7 @@ def train(model_cfg: ModelConfig, cfg: TrainConfig, data: TrainData, run_dir: Pa
             torch.cuda.set_rng_state_all(rng["cuda"])
 
     metrics_path = run_dir / "metrics.jsonl"
-    metrics = open(metrics_path if group.is_main else os.devnull, "a", encoding="utf-8")
+    metrics = _open_log(metrics_path) if group.is_main else open(os.devnull, "a", encoding="utf-8")
 
     def log(record: dict[str, Any]) -> Optional[bool]:
         metrics.write(json.dumps(record) + "\n")
@@ -311,6 +313,11 @@ def train(model_cfg: ModelConfig, cfg: TrainConfig, data: TrainData, run_dir: Pa
                            max_tokens=group.broadcast(cap) if final else cap,   # rank 0's clock
                            cond=data.bow.val if data.bow is not None else None, group=group)
         eval_tps = n / max(1e-6, time.perf_counter() - t0)
+        if _diverged(loss, model_cfg.vocab_size) or not _finite(model):
+            # never recorded or saved as good: the caller rolls back
+            log({"event": "eval_diverged", "step": step, "final": final,
+                 "val_loss": loss if math.isfinite(loss) else str(loss)})
+            return math.nan
         improved = loss < best_val
         best_val = min(best_val, loss)
         rec = {"event": "eval", "step": step, "epoch": epoch, "final": final, "tokens": n,
@@ -338,6 +345,23 @@ def train(model_cfg: ModelConfig, cfg: TrainConfig, data: TrainData, run_dir: Pa
     last_train_loss = float("nan")
     bad_steps = rollbacks = 0
     good = _snapshot(model, opt, step, epoch, chunk)
+    gave_up: str | None = None      # why the run ended on the last good weights, if it did
+
+    def roll_back(reason: str) -> bool:
+        """Divergence: restore the last good weights (those of the last evaluation that was
+        finite) and continue with the learning rate divided by 4. Returns False once the
+        rollbacks are used up: the run then ends on those good weights."""
+        nonlocal step, epoch, chunk, state, lr_scale, rollbacks, bad_steps, gave_up
+        step, epoch, chunk = _restore(good, model, opt)
+        state, bad_steps = None, 0
+        if rollbacks >= MAX_ROLLBACKS:
+            gave_up = reason
+            log({"event": "diverged", "step": step, "reason": reason, "rollbacks": rollbacks})
+            return False
+        rollbacks += 1
+        lr_scale *= ROLLBACK_LR_FACTOR
+        log({"event": "rollback", "step": step, "lr_scale": lr_scale, "reason": reason})
+        return True
     tokens_window, t_window = 0, time.perf_counter()
     interrupted = False
     n_params = num_parameters(model)
@@ -384,15 +408,12 @@ def train(model_cfg: ModelConfig, cfg: TrainConfig, data: TrainData, run_dir: Pa
                 opt.zero_grad(set_to_none=True)
                 state = None
                 chunk += 1
-                if bad_steps >= MAX_BAD_STEPS:
-                    if rollbacks >= MAX_ROLLBACKS:
-                        raise CharnnError("training diverged: the loss stayed non-finite after "
-                                          f"{rollbacks} rollbacks; try a lower --lr")
-                    rollbacks += 1
-                    lr_scale *= 0.5
-                    step, epoch, chunk = _restore(good, model, opt)
-                    bad_steps = 0
-                    log({"event": "rollback", "step": step, "lr_scale": lr_scale})
+                # weights already broken (an earlier finite but huge step) cannot recover
+                broken = not _finite(model)
+                if bad_steps >= MAX_BAD_STEPS or broken:
+                    if not roll_back("non-finite weights" if broken else
+                                     f"{bad_steps} non-finite steps in a row"):
+                        break
                 continue
             bad_steps = 0
             opt.step()
@@ -414,10 +435,18 @@ def train(model_cfg: ModelConfig, cfg: TrainConfig, data: TrainData, run_dir: Pa
                                  "chars_per_sec": tps * data.chars_per_token, "elapsed": elapsed,
                                  "progress": _progress(step, total_steps, elapsed, budget),
                                  "eta": _eta(step, total_steps, elapsed, budget, step_seconds)}))
-            if step % cfg.eval_every == 0:
-                run_eval()
+            last = step == total_steps     # its evaluation and save are the final ones, below
+            if step % cfg.eval_every == 0 and not last:
+                if math.isnan(run_eval()):
+                    if not roll_back("a diverged validation loss"):
+                        break
+                    continue
                 good = _snapshot(model, opt, step, epoch, chunk)
-            elif step % cfg.save_every == 0:
+            elif step % cfg.save_every == 0 and not last:
+                if not _finite(model):      # never save broken weights as latest.pt
+                    if not roll_back("non-finite weights"):
+                        break
+                    continue
                 t0 = time.perf_counter()
                 save()
                 save_seconds = time.perf_counter() - t0
@@ -425,14 +454,25 @@ def train(model_cfg: ModelConfig, cfg: TrainConfig, data: TrainData, run_dir: Pa
                 interrupted = True
                 break
 
-        final_loss = run_eval(final=True) if step > 0 else math.nan
+        final_loss = run_eval(final=True) if step > 0 or gave_up else math.nan
+        if math.isnan(final_loss) and step > 0 and not gave_up:
+            # the last steps broke the weights: end on the last good ones instead
+            step, epoch, chunk = _restore(good, model, opt)
+            state, gave_up = None, "a diverged final validation loss"
+            log({"event": "diverged", "step": step, "reason": gave_up, "rollbacks": rollbacks})
+            final_loss = run_eval(final=True)
     metrics.close()
     summary = {
         "event": "done", "run_dir": str(run_dir), "steps": step, "epochs": epoch,
         "interrupted": interrupted, "parameters": n_params, "best_val_loss": best_val,
         "elapsed": time.time() - started, "train_loss": last_train_loss,
-        **(val_metrics(final_loss, data) if step > 0 else {}),
+        **(val_metrics(final_loss, data) if math.isfinite(final_loss) else {}),
         "best_val_bpc": best_val / data.chars_per_token / LN2,
+        "rollbacks": rollbacks,
+        "diverged": None if gave_up is None else (
+            f"training kept diverging (last: {gave_up}); after {rollbacks} rollback(s) to lower learning "
+            f"rates the run ended on the last good weights, from step {step}, saved in "
+            f"{run_dir}; try a lower --lr"),
     }
     emit(summary)
     return summary
@@ -469,6 +509,38 @@ def _to_cpu(obj: Any) -> Any:
     if isinstance(obj, (list, tuple)):
         return type(obj)(_to_cpu(v) for v in obj)
     return obj
+
+
+def _open_log(path: Path):
+    """The metrics log, opened for appending after cutting the half-written last line that a
+    killed run may have left (so every line stays one JSON record)."""
+    try:
+        with open(path, "rb+") as f:
+            end = pos = f.seek(0, 2)
+            while pos > 0:
+                start = max(0, pos - (1 << 16))
+                f.seek(start)
+                cut = f.read(pos - start).rfind(b"\n")
+                if cut >= 0:
+                    pos = start + cut + 1
+                    break
+                pos = start
+            if pos != end:
+                f.truncate(pos)
+    except FileNotFoundError:
+        pass
+    return open(path, "a", encoding="utf-8")
+
+
+def _diverged(loss: float, vocab_size: int) -> bool:
+    """A validation loss that is not finite, or far worse than guessing uniformly."""
+    return not math.isfinite(loss) or loss > math.log(max(vocab_size, 2)) + DIVERGED_NATS
+
+
+def _finite(model: RNNLM) -> bool:
+    """All weights finite: one reduction per tensor, run at evaluations, saves and skips only."""
+    return bool(torch.stack([p.detach().float().abs().amax() for p in model.parameters()])
+                .isfinite().all())
 
 
 def _snapshot(model, opt, step, epoch, chunk) -> dict[str, Any]:

@@ -85,3 +85,88 @@ def run_charnn(*args: str, input: bytes | None = None, timeout: float = 120, **k
 
 TINY_MODEL = ["--hidden", "32", "--layers", "1", "--embed-dim", "16", "--seq-len", "16",
               "--batch-size", "4", "--eval-every", "20"]
+
+
+# ----------------------------------------------------------------------------------------------
+# Real `charnn` processes, started in milliseconds: a fork server
+
+_SERVER = r'''
+import json, os, resource, signal, sys
+import torch, torch._dynamo, torch.optim            # the seconds of every start, paid once here
+import charnn.cli, charnn.commands.train, charnn.train, charnn.sample, charnn.checkpoint
+out = os.fdopen(os.dup(1), "w")
+for line in sys.stdin:
+    req = json.loads(line)
+    if req["op"] == "wait":
+        _, status = os.waitpid(req["pid"], 0)
+        out.write(json.dumps(os.waitstatus_to_exitcode(status)) + "\n")
+        out.flush()
+        continue
+    pid = os.fork()
+    if pid == 0:                                     # the child: `python -m charnn ARGS...`
+        os.chdir(req["cwd"])
+        os.environ.update(req["env"])
+        os.close(out.fileno())                      # the server's pipes are not the child's
+        os.dup2(os.open(os.devnull, os.O_RDONLY), 0)
+        log = os.open(req["log"], os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        os.dup2(log, 1)
+        os.dup2(log, 2)
+        if req.get("fsize"):
+            resource.setrlimit(resource.RLIMIT_FSIZE, (req["fsize"], req["fsize"]))
+        sys.argv = ["charnn", *req["argv"]]
+        code = 0
+        try:
+            charnn.cli.main()
+        except SystemExit as e:
+            code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    out.write(json.dumps(pid) + "\n")
+    out.flush()
+'''
+
+
+class ForkServer:
+    """Starts `charnn` commands as real child processes, forked from one server process that
+    has imported torch and charnn already: each start costs milliseconds instead of the seconds
+    of a fresh interpreter, so a test can kill and restart training dozens of times. A child
+    runs exactly what `python -m charnn ARGS` runs (charnn.cli.main), in its own process, with
+    its own pid, signals and file descriptors; its stdout and stderr go to a log file."""
+
+    def __init__(self):
+        self.proc = subprocess.Popen([sys.executable, "-c", _SERVER], stdin=subprocess.PIPE,
+                                     stdout=subprocess.PIPE, text=True,
+                                     env=subprocess_env(OMP_NUM_THREADS="1"))
+
+    def _ask(self, req: dict):
+        import json
+
+        self.proc.stdin.write(json.dumps(req) + "\n")
+        self.proc.stdin.flush()
+        return json.loads(self.proc.stdout.readline())
+
+    def start(self, *args: str, log: Path, fsize: int | None = None) -> int:
+        """Start `charnn ARGS` in the current folder with the current CHARNN_* settings."""
+        env = {k: v for k, v in os.environ.items() if k.startswith("CHARNN_")}
+        return self._ask({"op": "start", "argv": list(args), "cwd": os.getcwd(), "env": env,
+                          "log": str(log), "fsize": fsize})
+
+    def wait(self, pid: int) -> int:
+        """Exit status as subprocess reports it: the code, or -N for death by signal N."""
+        return self._ask({"op": "wait", "pid": pid})
+
+    def run(self, *args: str, log: Path, fsize: int | None = None) -> tuple[int, str]:
+        code = self.wait(self.start(*args, log=log, fsize=fsize))
+        return code, log.read_text()
+
+    def close(self) -> None:
+        self.proc.kill()        # its children are all waited for; nothing of it needs saving
+        self.proc.wait(timeout=30)
+
+
+@pytest.fixture(scope="session")
+def forkserver():
+    server = ForkServer()
+    yield server
+    server.close()

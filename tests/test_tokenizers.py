@@ -173,7 +173,6 @@ def test_escape_token_is_visible_and_space_free():
 
 @pytest.mark.parametrize("name", ("char", "byte", "word", "bpe", "unigram"))
 def test_train_and_sample_each_tokenizer(name, mixed_corpus, tmp_path):
-    import torch as _t
 
     from charnn import checkpoint
 

@@ -8,7 +8,6 @@ named like a subcommand needs the explicit form: `charnn embed build similar -o 
 from __future__ import annotations
 
 import sys
-import time
 from pathlib import Path
 from typing import Any, List, Optional
 

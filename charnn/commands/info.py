@@ -35,7 +35,7 @@ def info_cmd(
     info: dict[str, Any] = {
         "checkpoint": str(path),
         "format_version": ckpt.get("version"),
-        "model": ckpt["model_config"],
+        "model": model.cfg.to_dict(),
         "train": ckpt.get("train_config", {}),
         "tokenizer": tok.name,
         "vocab_size": tok.vocab_size,

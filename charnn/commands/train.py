@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import functools
+import contextlib
 import os
 import sys
 import time
@@ -18,6 +18,7 @@ Opt = typer.Option
 
 def register(app: typer.Typer) -> None:
     from charnn.cli import guard
+    from charnn.commands.nproc import in_session
 
     app.command(
         "train",
@@ -26,25 +27,7 @@ def register(app: typer.Typer) -> None:
         "Example: charnn train corpus.txt --time-budget 10m\n\n"
         "Several processes (data-parallel): charnn train corpus.txt --nproc 2, or "
         "torchrun --nproc-per-node 2 -m charnn train corpus.txt",
-    )(guard(_in_session(train_cmd)))
-
-
-def _in_session(fn):
-    """Run the command inside charnn.distributed.session(): under torchrun it joins the process
-    group (and always leaves it); in a plain process it is a single-process group."""
-
-    @functools.wraps(fn)
-    def wrapper(*args, **kwargs):
-        from charnn import distributed
-
-        if kwargs.get("nproc") is not None and distributed.launched():
-            # before joining: --nproc under torchrun would start processes from processes
-            raise CharnnError("--nproc starts its own processes: under torchrun leave it out "
-                              "(torchrun's --nproc-per-node sets their number)", 2)
-        with distributed.session():
-            return fn(*args, **kwargs)
-
-    return wrapper
+    )(guard(in_session(train_cmd)))
 
 
 def train_cmd(
@@ -58,7 +41,7 @@ def train_cmd(
     dropout: Optional[float] = Opt(None, help="Dropout between layers and before the output. [default: 0]"),
     tie_weights: Optional[bool] = Opt(None, "--tie-weights/--no-tie-weights",
                                       help="Share the input embedding with the output layer. [default: off]"),
-    tokenizer: str = Opt("char", help="char, byte, word, bpe or unigram."),
+    tokenizer: Optional[str] = Opt(None, help="char, byte, word, bpe or unigram. [default: char]"),
     vocab_size: Optional[int] = Opt(None, help="Vocabulary size for bpe/unigram (and word's cap). [default: 1000 for bpe/unigram]"),
     min_count: Optional[int] = Opt(None, help="word: tokens seen fewer times become <unk>. [default: 1]"),
     max_vocab: Optional[int] = Opt(None, help="word: keep at most this many tokens (and the bag of words of --input bow). [default: all; 2000 for bow]"),
@@ -93,22 +76,42 @@ def train_cmd(
                                "machine (torch.distributed.run; gloo on CPU, nccl on GPUs, one GPU "
                                "each); --batch-size stays the global batch. [default: 1]"),
 ):
+    params = dict(locals())
+    del params["ctx"], params["nproc"]
     started = time.time()
+    from charnn.distributed import launched
+
+    if launched() and "CHARNN_LAUNCHED_AT" in os.environ:
+        started = float(os.environ["CHARNN_LAUNCHED_AT"])   # --nproc: the budget counts from its start
+    if nproc is not None:
+        from charnn.commands.nproc import launch
+
+        code = launch(ctx, nproc, corpus, out, resume, batch_size, quiet, started)
+        if code is not None:     # None: --nproc 1, which is this process
+            raise typer.Exit(code)
+    with contextlib.ExitStack() as stack:   # holds the run folder's lock, once it is known
+        return _train(stack, started, **params)
+
+
+# flags a resumed run may change; the others must be left out or repeat the run's values
+RESUME_MAY_CHANGE = ("epochs", "max_steps", "time_budget", "eval_every", "device", "amp")
+# flags that only shape a new run's vocabulary and inputs: nothing to compare them with later
+FIT_ONLY = ("vocab_size", "min_count", "max_vocab", "vectors", "doc_sep")
+
+
+def _train(stack, started, *, corpus, out, cell, layers, hidden, embed_dim, dropout, tie_weights,
+           tokenizer, vocab_size, min_count, max_vocab, input, vectors, freeze_embeddings, doc_sep,
+           seq_len, batch_size, lr, grad_clip, warmup, epochs, max_steps, time_budget, val_frac,
+           eval_every, device, amp, seed, resume, force, dry_run, quiet, json_out):
     import dataclasses
 
     from charnn import checkpoint as ckpt_io
     from charnn import corpora
     from charnn.commands.common import parse_duration, write_json
     from charnn.config import ModelConfig, TrainConfig
-    from charnn.distributed import current, launched
+    from charnn.distributed import current
     from charnn.progress import TrainReporter
 
-    if launched() and "CHARNN_LAUNCHED_AT" in os.environ:
-        started = float(os.environ["CHARNN_LAUNCHED_AT"])   # --nproc: the budget counts from its start
-    if nproc is not None:
-        code = _launch(ctx, nproc, corpus, out, resume, batch_size, quiet, started)
-        if code is not None:     # None: --nproc 1, which is this process
-            raise typer.Exit(code)
     group = current()            # this process's rank; a single process outside torchrun
     quiet = quiet or not group.is_main
     json_out = json_out and group.is_main
@@ -119,25 +122,48 @@ def train_cmd(
 
     resumed = None
     if resume is not None:
-        resumed = group.main_first(lambda: ckpt_io.load(ckpt_io.checkpoint_in(
-            resume, prefer=ckpt_io.LATEST))) if resume.is_dir() else None
-        if resumed is None:
-            raise CharnnError(f"--resume {resume}: not a charnn run folder")
-        if "progress" not in resumed or "optimizer" not in resumed:
-            raise CharnnError(f"--resume {resume}: the checkpoint holds no training state to resume")
+        if force:
+            raise CharnnError("--force starts a run afresh; it cannot go with --resume", 2)
+        if out is not None and Path(out).resolve() != Path(resume).resolve():
+            raise CharnnError(f"--out {out} differs from --resume {resume}: a resumed run stays in its folder", 2)
+        if not resume.is_dir():
+            raise CharnnError(f"--resume {resume}: not a charnn run folder"
+                              f"{'' if resume.exists() else ' (no such folder)'}")
         run_dir = resume
+        if not dry_run:   # lock first: a run in progress is named, and the checkpoint read is final
+            stack.enter_context(group.main_holds(ckpt_io.RunLock(run_dir)))    # one writer: rank 0
+        ckpt_path = ckpt_io.checkpoint_in(resume, prefer=ckpt_io.LATEST)
+        resumed = group.main_first(lambda: ckpt_io.load(ckpt_path))
+        ckpt_io.check_resumable(resumed, ckpt_path)
+        ckpt_io.build_model(resumed)     # the weights fit the model and are finite
+        model_cfg, old = ckpt_io.configs(resumed)
+        _check_resume_flags(resumed, model_cfg, old, dict(
+            cell=cell, layers=layers, hidden=hidden, embed_dim=embed_dim, dropout=dropout,
+            tie_weights=tie_weights, tokenizer=tokenizer, input=input,
+            freeze_embeddings=freeze_embeddings or None, seq_len=seq_len, batch_size=batch_size,
+            lr=lr, grad_clip=grad_clip, warmup=warmup, val_frac=val_frac, seed=seed,
+            vocab_size=vocab_size, min_count=min_count, max_vocab=max_vocab, vectors=vectors,
+            doc_sep=doc_sep))
         corpus_arg = corpus or resumed.get("corpus", {}).get("path")
         if not corpus_arg:
             raise CharnnError("give the corpus to resume on: charnn train CORPUS --resume DIR", 2)
-        model_cfg = ModelConfig.from_dict(resumed["model_config"])
-        old = TrainConfig.from_dict(resumed["train_config"])
         # a resumed run keeps its model and data layout; only limits and the device may change
         overrides = {**stop_flags, **({"device": device} if device else {}),
                      **({"amp": amp} if amp is not None else {}),
-                     **({"eval_every": eval_every} if eval_every else {})}
+                     **({"eval_every": eval_every, "save_every": eval_every} if eval_every else {})}
         if stop_flags:
             overrides = {"epochs": None, "max_steps": None, "time_budget": None, **overrides}
         train_cfg = dataclasses.replace(old, **overrides)
+        if dry_run:
+            if not group.is_main:
+                return
+            d = {"model": model_cfg.to_dict(), "train": train_cfg.to_dict(),
+                 "why": f"resuming {run_dir} from step {resumed['progress']['step']}"}
+            if json_out:
+                write_json(d)
+            else:
+                sys.stdout.write(f"model  {model_cfg}\ntrain  {train_cfg}\nwhy    {d['why']}\n")
+            return
     else:
         corpus_arg = corpus or corpora.DEFAULT_CORPUS
         if corpus is None and not quiet:
@@ -160,6 +186,8 @@ def train_cmd(
     path = group.main_only(resolve) if corpus_arg == "-" else group.main_first(resolve)
     if resumed is None:
         run_dir = out or Path("checkpoints") / _run_name(corpus_arg, path)
+        if not dry_run:   # one writer per folder (rank 0), from this check until training ends
+            stack.enter_context(group.main_holds(ckpt_io.RunLock(run_dir)))
 
         def check_fresh():
             if (run_dir / ckpt_io.LATEST).exists() and not (force or dry_run):
@@ -182,16 +210,17 @@ def train_cmd(
             raise CharnnError(f"{path} is not the corpus this run was trained on (its content changed)")
     fit_options = {k: v for k, v in dict(vocab_size=vocab_size, min_count=min_count,
                                          max_vocab=max_vocab).items() if v is not None}
+    tok_name = tok_obj.name if tok_obj is not None else (tokenizer or "char")
     # rank 0 encodes the corpus into the cache, then the others read it from there
-    data = group.main_first(lambda: prepare_data(path, tokenizer, train_cfg.val_frac, fit_options,
+    data = group.main_first(lambda: prepare_data(path, tok_name, train_cfg.val_frac, fit_options,
                                                  tokenizer=tok_obj))
     if group.distributed:
         # the ranks must see one vocabulary (a cache that nodes do not share is refitted per node)
+        from charnn.tokenizers import tokenizer_from_dict
+
         tok0 = group.broadcast(data.tokenizer.to_dict())
         if tok0 != data.tokenizer.to_dict():
-            from charnn.tokenizers import tokenizer_from_dict
-
-            data = prepare_data(path, tokenizer, train_cfg.val_frac, fit_options,
+            data = prepare_data(path, tok_name, train_cfg.val_frac, fit_options,
                                 tokenizer=tokenizer_from_dict(tok0))
     from charnn.inputs import setup_input
 
@@ -245,14 +274,15 @@ def train_cmd(
                 sys.stdout.write(f"model  {model_cfg}\ntrain  {train_cfg}\nwhy    {d['why']}\n")
             return
 
-    with group.main_holds(ckpt_io.RunLock(run_dir)):    # one writer: rank 0
-        summary = train(model_cfg, train_cfg, data, run_dir, callback=reporter, resume=resumed,
-                        started=started, init_model=inp.init_model, group=group)
+    summary = train(model_cfg, train_cfg, data, run_dir, callback=reporter, resume=resumed,
+                    started=started, init_model=inp.init_model, group=group)
     reporter.close()
     if not quiet:
         _print_summary(summary)
     if json_out:
         write_json(summary)
+    if summary.get("diverged"):
+        raise CharnnError(summary["diverged"])
     if summary["interrupted"]:
         if group.is_main:
             sys.stderr.write(f"stopped at step {summary['steps']}; continue with: "
@@ -260,63 +290,23 @@ def train_cmd(
         raise typer.Exit(130)
 
 
-def _launch(ctx: typer.Context, nproc: int, corpus: Optional[str], out: Optional[Path],
-            resume: Optional[Path], batch_size: Optional[int], quiet: bool,
-            started: float) -> Optional[int]:
-    """`--nproc N`: start this same command on N ranks through torch.distributed.run and return
-    their exit status. What only this process can do happens here first: reading stdin, and
-    downloading a catalog corpus (once, with one progress bar)."""
-    from charnn import corpora, distributed
-    from charnn.progress import DownloadBar
-
-    if nproc < 1:
-        raise CharnnError("--nproc must be at least 1", 2)
-    if nproc == 1:
-        return None
-    if batch_size is not None:
-        distributed.Group(0, nproc).check_batch(batch_size)
-    replace: dict[str, Optional[str]] = {}
-    if corpus == "-":
-        from charnn.data import spool_stdin
-
-        replace["corpus"] = str(spool_stdin())       # the ranks cannot all read one stdin
-        if out is None and resume is None:
-            replace["out"] = str(Path("checkpoints") / "stdin")
-    elif corpus is not None or resume is None:
-        with DownloadBar(quiet) as bar:
-            corpora.resolve(corpus or corpora.DEFAULT_CORPUS, progress=bar)
-    os.environ["CHARNN_LAUNCHED_AT"] = repr(started)     # the ranks inherit it
-    return distributed.launch(nproc, ["train", *_command_line(ctx, replace, drop=("nproc",))])
-
-
-def _command_line(ctx: typer.Context, replace: dict[str, Optional[str]], drop=()) -> list[str]:
-    """The options and arguments given to this command, as a command line: what the user typed
-    (defaults stay defaults), with `replace`d values and without the `drop`ped options."""
-    given = ("COMMANDLINE", "ENVIRONMENT")      # click's ParameterSource names
-    opts: list[str] = []
-    args: list[str] = []
-    for p in ctx.command.params:
-        if p.name in drop:
+def _check_resume_flags(ckpt: dict, model_cfg, train_cfg, given: dict) -> None:
+    """A resumed run keeps its model, tokenizer and data layout: a flag given with --resume
+    must repeat the run's value (so a command retyped with --resume added works), never
+    silently change nothing."""
+    run = {**train_cfg.to_dict(), **model_cfg.to_dict(), "tokenizer": ckpt["tokenizer"]["name"]}
+    for name, value in given.items():
+        if value is None:
             continue
-        if p.name in replace:
-            value = replace[p.name]
-        elif getattr(ctx.get_parameter_source(p.name), "name", None) in given:
-            value = ctx.params[p.name]
-        else:
-            continue
-        if p.param_type_name == "argument":
-            text = str(value)
-            args.append(os.path.join(".", text) if text.startswith("-") and text != "-" else text)
-            continue
-        name = next((o for o in p.opts if o.startswith("--")), p.opts[0])
-        if p.is_flag:
-            if p.secondary_opts:
-                opts.append(name if value else p.secondary_opts[0])
-            elif value:
-                opts.append(name)
-        else:
-            opts += [name, str(value)]
-    return args + opts
+        flag = "--" + name.replace("_", "-")
+        if name in FIT_ONLY:
+            raise CharnnError(f"{flag} only applies when a run starts; a resumed run keeps its "
+                              "vocabulary and inputs (leave it out)", 2)
+        if run.get(name) != value:
+            raise CharnnError(
+                f"{flag} {value} differs from the run's {run.get(name)}: a resumed run keeps its "
+                f"model, tokenizer and data layout (leave {flag} out; only "
+                f"{', '.join('--' + f.replace('_', '-') for f in RESUME_MAY_CHANGE)} may change)", 2)
 
 
 def _run_name(arg: str, path: Path) -> str:
@@ -324,7 +314,10 @@ def _run_name(arg: str, path: Path) -> str:
 
     if arg == "-":
         return "stdin"
-    return arg if arg in CATALOG else (path.stem or "run")
+    if arg in CATALOG:
+        return arg
+    stem = path.stem.lstrip(".")    # never "..": the run folder stays under checkpoints/
+    return stem or "run"
 
 
 def _print_summary(s: dict) -> None:

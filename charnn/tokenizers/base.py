@@ -140,7 +140,31 @@ def get_tokenizer_class(name: str) -> type[Tokenizer]:
 
 
 def tokenizer_from_dict(d: dict[str, Any]) -> Tokenizer:
-    """Rebuild a tokenizer saved with Tokenizer.to_dict() (as stored in a checkpoint)."""
-    if not isinstance(d, dict) or "name" not in d or "state" not in d:
+    """Rebuild a tokenizer saved with Tokenizer.to_dict() (as stored in a checkpoint).
+
+    The entry is data from a file: anything wrong with it (an unknown name such as "../../x",
+    a state of the wrong shape) is a CharnnError, never another exception.
+    """
+    import charnn.tokenizers  # noqa: F401  (registers the built-in tokenizers)
+
+    if not isinstance(d, dict) or not isinstance(d.get("name"), str) or not isinstance(d.get("state"), dict):
         raise CharnnError("the checkpoint's tokenizer entry is damaged")
-    return get_tokenizer_class(d["name"]).from_state(d["state"])
+    cls = REGISTRY.get(d["name"])
+    if cls is None:
+        raise CharnnError(f"the checkpoint's tokenizer {d['name'][:40]!r} is not one this charnn "
+                          f"knows ({', '.join(sorted(REGISTRY))})")
+    try:
+        return cls.from_state(d["state"])
+    except CharnnError:
+        raise
+    except Exception as e:   # a state forged or damaged in ways from_state did not foresee
+        raise CharnnError(f"the checkpoint's {cls.name} tokenizer is damaged ({type(e).__name__})") from None
+
+
+def check_text(strings: Iterable[str], what: str) -> None:
+    """Vocabulary strings from a file must be text that can be written out (no lone surrogates)."""
+    try:
+        for s in strings:
+            s.encode("utf-8")
+    except (UnicodeEncodeError, AttributeError):
+        raise CharnnError(f"the checkpoint's {what} is damaged (it is not UTF-8 text)") from None

@@ -127,6 +127,8 @@ class SentencePieceTokenizer(Tokenizer):
 
     def decode(self, ids: Sequence[int]) -> str:
         table = self.piece_bytes
+        if any(int(i) < 0 for i in ids):
+            raise CharnnError(f"an id is outside the {self.name} vocabulary")
         try:
             return b"".join([table[int(i)] for i in ids]).decode("utf-8", "replace")
         except IndexError:

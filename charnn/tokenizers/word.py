@@ -12,7 +12,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from charnn.errors import CharnnError
-from charnn.tokenizers.base import StreamDecoder, Tokenizer, TextSource, register
+from charnn.tokenizers.base import StreamDecoder, Tokenizer, TextSource, check_text, register
 
 # a word (letters/digits, inner apostrophes and hyphens kept: don't, well-known), a newline, or
 # any other single non-space character (punctuation, symbols)
@@ -127,6 +127,9 @@ class WordTokenizer(Tokenizer):
         return np.fromiter((get(w, 0) for w in words), dtype=np.int64, count=len(words))
 
     def decode(self, ids: Sequence[int]) -> str:
+        n = len(self.vocab)
+        if any(not 0 <= int(i) < n for i in ids):
+            raise CharnnError(f"an id is outside the word vocabulary (0..{n - 1})")
         return join_words([self.vocab[int(i)] for i in ids])
 
     def tokens(self, text: str) -> list[str]:
@@ -148,4 +151,8 @@ class WordTokenizer(Tokenizer):
         vocab = state.get("vocab") if isinstance(state, dict) else None
         if not isinstance(vocab, list) or not all(isinstance(w, str) for w in vocab):
             raise CharnnError("the checkpoint's word vocabulary is damaged")
-        return cls(vocab, float(state.get("unk_chars", len(UNK))))
+        check_text(vocab, "word vocabulary")
+        unk_chars = state.get("unk_chars", len(UNK))
+        if not isinstance(unk_chars, (int, float)) or not 0 <= unk_chars < 1e6:
+            raise CharnnError("the checkpoint's word vocabulary is damaged")
+        return cls(vocab, float(unk_chars))
