@@ -29,6 +29,8 @@ class CharnnGroup(TyperGroup):
     """The top-level group: usage errors are one `error: ...` line (exit 2), not Typer's box."""
 
     def main(self, *args, standalone_mode: bool = True, **kwargs):
+        if {"--help", "-h"} & set(sys.argv[1:]):
+            _quiet_help_pipe()
         if not standalone_mode:
             return super().main(*args, standalone_mode=False, **kwargs)
         try:
@@ -60,6 +62,19 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
+
+
+def _quiet_help_pipe() -> None:
+    """`charnn --help | head`: Rich, which draws the help, exits 1 when stdout is closed early;
+    charnn's rule for a closed pipe is a quiet exit 0 (Rich documents on_broken_pipe as the hook)."""
+    from rich.console import Console
+
+    def on_broken_pipe(self) -> None:
+        self.quiet = True
+        _silence_stdout()
+        raise SystemExit(0)
+
+    Console.on_broken_pipe = on_broken_pipe
 
 
 def error(message: str) -> None:

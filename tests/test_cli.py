@@ -109,6 +109,13 @@ def test_resume_continues_and_existing_run_is_protected(tiny_corpus):
     r = cli("train", "--resume", "checkpoints/tiny", "--max-steps", "40", "--quiet", "--json")
     assert r.exit_code == 0, r.stderr
     assert json.loads(r.stdout)["steps"] == 40
+    # --force starts afresh: the old run's metrics and checkpoints are not mixed into the new one
+    r = _train(tiny_corpus, "--force", "--max-steps", "10")
+    assert r.exit_code == 0, r.stderr
+    records = [json.loads(l) for l in Path("checkpoints/tiny/metrics.jsonl").read_text().splitlines()]
+    assert max(rec["step"] for rec in records) == 10
+    from charnn import checkpoint
+    assert checkpoint.load(Path("checkpoints/tiny/best.pt"))["progress"]["step"] == 10
 
 
 @pytest.mark.parametrize("args,needle", [
@@ -177,6 +184,18 @@ def test_sample_through_head_ends_quietly(tiny_corpus):
     err = sample.stderr.read()
     assert sample.wait(timeout=60) == 0
     assert len(head.stdout) == 10 and err == b""
+
+
+def test_help_through_head_ends_quietly():
+    # the help is long (and drawn by Rich): a reader that stops early is no error
+    for args in (("--help",), ("train", "--help")):
+        proc = subprocess.Popen(charnn_cmd(*args), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                env=subprocess_env(COLUMNS="80"))
+        head = subprocess.run(["head", "-n", "1"], stdin=proc.stdout, capture_output=True)
+        proc.stdout.close()
+        err = proc.stderr.read()
+        assert proc.wait(timeout=60) == 0 and err == b"", (args, err)
+        assert head.stdout
 
 
 def test_python_dash_m_and_missing_corpus_subprocess():

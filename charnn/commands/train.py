@@ -274,6 +274,9 @@ def _train(stack, started, *, corpus, out, cell, layers, hidden, embed_dim, drop
                 sys.stdout.write(f"model  {model_cfg}\ntrain  {train_cfg}\nwhy    {d['why']}\n")
             return
 
+    if force and resumed is None:
+        # afresh: the old run's checkpoints and metrics go, so none of them is mistaken for this run's
+        group.main_only(lambda: _clear_run(run_dir))
     summary = train(model_cfg, train_cfg, data, run_dir, callback=reporter, resume=resumed,
                     started=started, init_model=inp.init_model, group=group)
     reporter.close()
@@ -307,6 +310,13 @@ def _check_resume_flags(ckpt: dict, model_cfg, train_cfg, given: dict) -> None:
                 f"{flag} {value} differs from the run's {run.get(name)}: a resumed run keeps its "
                 f"model, tokenizer and data layout (leave {flag} out; only "
                 f"{', '.join('--' + f.replace('_', '-') for f in RESUME_MAY_CHANGE)} may change)", 2)
+
+
+def _clear_run(run_dir: Path) -> None:
+    from charnn import checkpoint as ckpt_io
+
+    for name in (ckpt_io.LATEST, ckpt_io.BEST, "metrics.jsonl"):
+        (run_dir / name).unlink(missing_ok=True)
 
 
 def _run_name(arg: str, path: Path) -> str:
