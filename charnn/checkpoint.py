@@ -66,8 +66,11 @@ def _fsync_dir(d: Path) -> None:
         os.close(fd)
 
 
-def load(path: Path) -> dict[str, Any]:
-    """Load and check a checkpoint file. Raises CharnnError for anything wrong with it."""
+def load(path: Path, mmap: bool = False) -> dict[str, Any]:
+    """Load and check a checkpoint file. Raises CharnnError for anything wrong with it.
+
+    mmap=True maps the file instead of reading it: only the tensors used are read, so a
+    sampler does not read the optimizer state (two thirds of a training checkpoint)."""
     import torch
 
     path = Path(path)
@@ -78,7 +81,7 @@ def load(path: Path) -> dict[str, Any]:
     if path.stat().st_size == 0:
         raise CharnnError(f"{path} is empty: not a charnn checkpoint")
     try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+        ckpt = torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
     except pickle.UnpicklingError as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else "unsafe content"
         raise CharnnError(
