@@ -7,7 +7,8 @@ Both kinds compute y = x @ W^T + b for W held as nn.Linear holds it, (out, in), 
 Dense (fp32) runs one addmm on W^T stored (in, out) row-major, straight into the buffer.
 
 Int8 (`--quantize int8`) quantizes W once, per output row (symmetric int8, one fp32 scale per
-row), and x at every call (per tensor, from its own min/max: "dynamic"), and multiplies in
+row), and x at every call (per tensor, from its own min/max: "dynamic"; the N rows of a batch
+share that scale, so a stream's result depends slightly on its batch-mates), and multiplies in
 int8 with int32 accumulation through PyTorch's fbgemm kernel (torch.ops.quantized.linear_dynamic
 on weights packed by linear_prepack; the "x86" engine uses fbgemm for it). At batch 1 a step
 is bound by reading the weights, and int8 weights are a quarter of the bytes.

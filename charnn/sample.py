@@ -197,7 +197,9 @@ class Picker:
     cumulative probability exceeds u * total, with u uniform in [0, 1). That is three small ops
     where torch.multinomial costs ~20 us at batch 1. Each stream has its own generator, seeded
     seed + i, and draws its uniforms ahead in blocks, so a stream's text depends only on its own
-    seed: `--num-samples N --seed S` gives stream i the text of a single run with --seed S + i.
+    seed: `--num-samples N --seed S` gives stream i the text of a single run with --seed S + i
+    in fp32 (the batched products may round differently, which changes a draw only when its
+    uniform falls within ~1e-7 of a boundary); int8 batch-mates share a quantization scale.
     """
 
     BLOCK = 1024

@@ -35,7 +35,7 @@ def sample_cmd(
     top_k: int = Opt(0, help="Sample only from the K likeliest tokens (0: off)."),
     top_p: float = Opt(1.0, help="Sample only from the smallest set of tokens holding this much probability (1: off)."),
     seed: Optional[int] = Opt(None, help="Random seed: the same seed gives the same text; with --num-samples, "
-                              "sample i is the text --seed SEED+i gives alone. [default: random]"),
+                              "sample i is the text --seed SEED+i gives alone (in fp32). [default: random]"),
     stop: Optional[str] = Opt(None, help="Stop a sample when this text appears (not printed)."),
     num_samples: int = Opt(1, help="Samples to generate, as one batch; printed one after another."),
     separator: str = Opt("\n\n", help="Printed between samples."),
