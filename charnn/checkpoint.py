@@ -152,8 +152,14 @@ def build_model(ckpt: dict[str, Any]):
 
     try:
         cfg = ModelConfig.from_dict(ckpt["model_config"])
-        model = RNNLM(cfg)
-        model.load_state_dict(ckpt["model"])
+        # made on "meta" and given the checkpoint's tensors as they are: no random initialisation
+        # of weights about to be overwritten, no copy (with checkpoint.load(mmap=True) a weight
+        # is read from the file when first used)
+        model = RNNLM(cfg, device="meta")
+        model.load_state_dict(ckpt["model"], assign=True)
+        if cfg.tie_weights:
+            model.head.weight = model.embed.weight      # assign gave the two names two tensors
+        model.float()
     except CharnnError:
         raise
     except (TypeError, ValueError, RuntimeError, KeyError) as e:

@@ -97,6 +97,26 @@ def test_save_load_gives_identical_logits(tmp_path):
     assert not torch.equal(RNNLM(mcfg).state_dict()["rnn.weight_hh_l0"], ckpt["model"]["rnn.weight_hh_l0"])
 
 
+@pytest.mark.parametrize("mmap", [False, True])
+def test_a_loaded_tied_model_keeps_its_weights_tied(tmp_path, mmap):
+    """build_model gives the checkpoint's tensors to a model made on "meta": the tie (one
+    tensor for the embedding and the output layer) must survive, and the file stay untouched."""
+    data = _data("abcdefg hijklmnop\n" * 30)
+    mcfg = ModelConfig(vocab_size=data.tokenizer.vocab_size, hidden=16, layers=1, embed_dim=8, tie_weights=True)
+    train(mcfg, TrainConfig(seq_len=8, batch_size=4, max_steps=3), data, tmp_path / "r")
+    ckpt = checkpoint.load(tmp_path / "r" / "latest.pt", mmap=mmap)
+    model, _ = checkpoint.build_model(ckpt)
+    assert model.head.weight is model.embed.weight
+    ref = RNNLM(mcfg)
+    ref.load_state_dict(checkpoint.load(tmp_path / "r" / "latest.pt")["model"])
+    ids = torch.randint(0, mcfg.vocab_size, (2, 12))
+    assert torch.equal(model.eval()(ids)[0], ref.eval()(ids)[0])
+    with torch.no_grad():
+        model.embed.weight.zero_()             # in place: mapped pages are copy-on-write
+    assert torch.equal(checkpoint.load(tmp_path / "r" / "latest.pt")["model"]["embed.weight"],
+                       ref.embed.weight)
+
+
 def test_resume_ends_with_the_same_weights_as_uninterrupted_training(tmp_path):
     data = _data("the quick brown fox jumps over the lazy dog\n" * 40)
     mcfg = ModelConfig(vocab_size=data.tokenizer.vocab_size, hidden=16, layers=2, embed_dim=8, dropout=0.2)

@@ -171,3 +171,22 @@ def test_packing_int8_weights_prints_no_warning():
                        env=subprocess_env(), timeout=60)
     assert r.returncode == 0 and r.stdout.strip() == "True"
     assert r.stderr == ""
+
+
+def test_the_sample_path_imports_nothing_it_does_not_need(tiny_corpus):
+    """Start-up: `charnn sample` must not pull in gensim, sentencepiece, rich or torch._dynamo
+    (the last comes with some meta-device ops, and costs over a second)."""
+    import subprocess
+    import sys
+
+    from tests.conftest import subprocess_env
+
+    run = _trained(tiny_corpus)
+    code = ("import sys; from charnn.cli import app\n"
+            f"sys.argv = ['charnn', 'sample', {str(run)!r}, '--length', '5', '--seed', '0']\n"
+            "try:\n    app()\nexcept SystemExit:\n    pass\n"
+            "heavy = ('torch._dynamo', 'gensim', 'sentencepiece', 'rich')\n"
+            "print(' '.join(m for m in heavy if m in sys.modules) or 'none', file=sys.stderr)")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=subprocess_env(), timeout=120)
+    assert r.returncode == 0 and r.stdout
+    assert r.stderr.strip() == "none"
