@@ -5,8 +5,9 @@
   charnn --help          wall time from spawn to exit                       target < 0.3 s
   charnn sample RUN      time from spawn to the first byte on stdout, with   target < 1.5 s
                          no prime, so that byte is the first *sampled* character
-  floors                 `python -c pass` and `python -c "import torch"`: what any Python
-                         program, and any program using torch, pays before it does anything
+  floors                 `python -c pass` (to exit) and `python -c "import torch; print(1)"` (to
+                         its first byte): what any Python program, and any program using torch,
+                         pays before it does anything
 
 Each figure is the median of --repeat runs (interleaved). RUN defaults to a 2x512 LSTM over a
 65-character vocabulary, made here by `charnn train --max-steps 1` on a small synthetic corpus
@@ -89,7 +90,8 @@ def main() -> None:
         run = Path(args.run) if args.run else make_run(Path(tmp))
         probes = {
             "python": lambda: wall([sys.executable, "-c", "pass"]),
-            "import_torch": lambda: wall([sys.executable, "-c", "import torch"]),
+            # to its first byte, like the sample probe (a torch process also takes a while to exit)
+            "import_torch": lambda: first_byte([sys.executable, "-c", "import torch; print(1, flush=True)"]),
             "help": lambda: wall(charnn("--help")),
             "sample_first_char": lambda: first_byte(charnn("sample", str(run), "--length", "300", "--seed", "0")),
         }
@@ -114,7 +116,7 @@ def main() -> None:
     print(f"model: {run}")
     print(f"  {'what':<44} {'median':>8} {'min':>7} {'max':>7}   target")
     rows = (("python -c pass", "python", ""),
-            ("python -c 'import torch'", "import_torch", ""),
+            ("python -c 'import torch; print(1)': first byte", "import_torch", ""),
             ("charnn --help", "help", "< 0.3 s"),
             ("charnn sample: spawn -> first character", "sample_first_char", "< 1.5 s"))
     for name, k, target in rows:
