@@ -21,6 +21,7 @@ import pickle
 import re
 import tempfile
 import warnings
+import zipfile
 from pathlib import Path
 from typing import Any, Callable
 
@@ -98,13 +99,15 @@ def _fsync_dir(d: Path) -> None:
         os.close(fd)
 
 
-def load(path: Path) -> dict[str, Any]:
+def load(path: Path, mmap: bool = False) -> dict[str, Any]:
     """Load and check a checkpoint file. Raises CharnnError for anything wrong with it.
 
     Whatever the file holds (random bytes, a truncated or bit-flipped checkpoint, a pickle that
     asks to run code, plain data of the wrong shape), the result is a checked dict or a
     CharnnError: check() vets every entry the commands read, so no KeyError or TypeError from
-    a malformed file reaches the user.
+    a malformed file reaches the user. mmap=True maps the file instead of reading it: only the
+    tensors used are read, so a sampler does not read the optimizer state (two thirds of a
+    training checkpoint).
     """
     import torch
 
@@ -120,7 +123,10 @@ def load(path: Path) -> dict[str, Any]:
     try:
         with warnings.catch_warnings():   # torch warns about pickle protocols on foreign files
             warnings.simplefilter("ignore")
-            ckpt = torch.load(path, map_location="cpu", weights_only=True)
+            # torch maps only its zip format; anything else (a legacy or forged pickle) is read,
+            # so that it meets the same checks
+            ckpt = torch.load(path, map_location="cpu", weights_only=True,
+                              mmap=mmap and zipfile.is_zipfile(path))
     except pickle.UnpicklingError as e:
         # weights_only's unpickler refuses any global outside its allow-list (os.system, ...)
         unsafe = re.search(r"GLOBAL (\S+)", str(e))
@@ -314,8 +320,7 @@ def build_model(ckpt: dict[str, Any]):
                           f"{tok.vocab_size} tokens but its model {cfg.vocab_size}")
     weights = ckpt["model"]
     try:
-        with torch.device("meta"):
-            want = {k: tuple(v.shape) for k, v in RNNLM(cfg).state_dict().items()}
+        want = {k: tuple(v.shape) for k, v in RNNLM(cfg, device="meta").state_dict().items()}
     except CharnnError as e:
         raise CharnnError(f"the checkpoint's model configuration is invalid: {e}") from None
     got = {k: tuple(v.shape) for k, v in weights.items()}
@@ -329,9 +334,15 @@ def build_model(ckpt: dict[str, Any]):
                               f"{'not finite' if v.is_floating_point() else v.dtype}")
     if cfg.input == "bow" and len(ckpt.get("bow", {}).get("words", [])) != cfg.bow_dim:
         raise CharnnError("the checkpoint is damaged: its bag-of-words vocabulary does not fit its model")
-    model = RNNLM(cfg)
     try:
-        model.load_state_dict(weights)
+        # made on "meta" and given the checkpoint's tensors as they are: no random initialisation
+        # of weights about to be overwritten, no copy (with checkpoint.load(mmap=True) a weight
+        # is read from the file when first used)
+        model = RNNLM(cfg, device="meta")
+        model.load_state_dict(weights, assign=True)
+        if cfg.tie_weights:
+            model.head.weight = model.embed.weight      # assign gave the two names two tensors
+        model.float()
     except (TypeError, ValueError, RuntimeError) as e:
         raise CharnnError(f"the checkpoint's model does not match its configuration: "
                           f"{str(e).splitlines()[0][:200]}") from None

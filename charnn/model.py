@@ -24,28 +24,33 @@ _CELLS = {"lstm": nn.LSTM, "gru": nn.GRU, "rnn": nn.RNN}
 
 
 class RNNLM(nn.Module):
-    def __init__(self, cfg: ModelConfig):
+    def __init__(self, cfg: ModelConfig, device=None):
+        """device: where the parameters are made ("meta": shapes only, for loading weights into)."""
         super().__init__()
         self.cfg = cfg
         V, E, H = cfg.vocab_size, cfg.embed_dim, cfg.hidden
+        dev = {"device": device}
         if cfg.input == "onehot":
             if cfg.tie_weights:
                 raise CharnnError("--tie-weights needs a learned embedding, not --input onehot", 2)
             self.embed = None
             in_dim = V
         else:
-            self.embed = nn.Embedding(V, E)
+            # on "meta", skip nn.Embedding's own normal_ init: on meta it imports torch._dynamo
+            # (over a second); _init_weights sets the embedding anyway
+            skip = {"_weight": torch.empty(V, E, device=device)} if str(device) == "meta" else {}
+            self.embed = nn.Embedding(V, E, **dev, **skip)
             in_dim = E
         # --input bow: a learned projection of the bag-of-words vector joins every step's input
-        self.cond = nn.Linear(cfg.bow_dim, in_dim, bias=False) if cfg.input == "bow" else None
+        self.cond = nn.Linear(cfg.bow_dim, in_dim, bias=False, **dev) if cfg.input == "bow" else None
         self.rnn = _CELLS[cfg.cell](
             in_dim, H, num_layers=cfg.layers, batch_first=True,
-            dropout=cfg.dropout if cfg.layers > 1 else 0.0,
+            dropout=cfg.dropout if cfg.layers > 1 else 0.0, **dev,
         )
         self.drop = nn.Dropout(cfg.dropout)
         # Tying shares the (V, E) embedding with the output layer, so the top state must be E wide.
-        self.proj = nn.Linear(H, E, bias=False) if cfg.tie_weights and H != E else None
-        self.head = nn.Linear(E if cfg.tie_weights else H, V)
+        self.proj = nn.Linear(H, E, bias=False, **dev) if cfg.tie_weights and H != E else None
+        self.head = nn.Linear(E if cfg.tie_weights else H, V, **dev)
         self._init_weights()
         if cfg.tie_weights:
             self.head.weight = self.embed.weight

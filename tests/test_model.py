@@ -30,17 +30,37 @@ def test_chunked_forward_with_carried_state_equals_full_forward(cell):
     assert torch.allclose(torch.cat(parts, 1), full, atol=1e-6)
 
 
-@pytest.mark.parametrize("cell,tie", [("lstm", False), ("gru", False), ("rnn", False), ("lstm", True)])
-def test_stepper_matches_the_fused_model(cell, tie):
+STEPPER_CASES = [
+    # (cell, layers, extra ModelConfig fields)
+    *[(cell, layers, {}) for cell in ("lstm", "gru", "rnn") for layers in (1, 2, 3)],
+    *[(cell, 2, {"tie_weights": True}) for cell in ("lstm", "gru", "rnn")],      # + projection 24 -> 8
+    ("lstm", 1, {"tie_weights": True, "hidden": 8}),                             # tied, no projection
+    *[(cell, 2, {"input": "onehot"}) for cell in ("lstm", "gru", "rnn")],
+    *[(cell, 2, {"input": "bow", "bow_dim": 7}) for cell in ("lstm", "gru", "rnn")],
+]
+
+
+@pytest.mark.parametrize("cell,layers,extra", STEPPER_CASES)
+def test_stepper_matches_the_fused_model(cell, layers, extra):
     torch.manual_seed(0)
-    model = RNNLM(ModelConfig(vocab_size=13, cell=cell, layers=2, hidden=24, embed_dim=8,
-                              tie_weights=tie)).eval()
-    ids = torch.randint(0, 13, (2, 9))
-    full, _ = model(ids)
-    stepper, state = Stepper(model), model.init_state(2)
+    cfg = ModelConfig(vocab_size=13, cell=cell, layers=layers, **{"hidden": 24, "embed_dim": 8, **extra})
+    model = RNNLM(cfg).eval()
+    with torch.no_grad():   # non-zero biases everywhere, so a misplaced bias shows
+        for name, p in model.named_parameters():
+            if "bias" in name:
+                p.uniform_(-0.5, 0.5)
+    ids = torch.randint(0, 13, (3, 9))
+    cond = torch.rand(3, 7) if cfg.input == "bow" else None
+    start = tuple(torch.randn_like(s) * 0.5 for s in model.init_state(3))   # from a non-zero state
+    with torch.no_grad():
+        full, end = model(ids, start, cond)
+    stepper = Stepper(model, batch_size=3, cond=cond)
+    stepper.load_state(start)
     for t in range(ids.shape[1]):
-        logits, state = stepper.step(ids[:, t], state)
+        logits = stepper.step(ids[:, t].contiguous())
         assert torch.allclose(logits, full[:, t], atol=1e-5), t
+    for got, want in zip(stepper.state(), end):
+        assert torch.allclose(got, want, atol=1e-5)
 
 
 def _data(text: str, val_frac=0.1) -> TrainData:
@@ -75,6 +95,26 @@ def test_save_load_gives_identical_logits(tmp_path):
     assert tok.chars == data.tokenizer.chars
     # the saved weights are the trained ones, not a fresh init
     assert not torch.equal(RNNLM(mcfg).state_dict()["rnn.weight_hh_l0"], ckpt["model"]["rnn.weight_hh_l0"])
+
+
+@pytest.mark.parametrize("mmap", [False, True])
+def test_a_loaded_tied_model_keeps_its_weights_tied(tmp_path, mmap):
+    """build_model gives the checkpoint's tensors to a model made on "meta": the tie (one
+    tensor for the embedding and the output layer) must survive, and the file stay untouched."""
+    data = _data("abcdefg hijklmnop\n" * 30)
+    mcfg = ModelConfig(vocab_size=data.tokenizer.vocab_size, hidden=16, layers=1, embed_dim=8, tie_weights=True)
+    train(mcfg, TrainConfig(seq_len=8, batch_size=4, max_steps=3), data, tmp_path / "r")
+    ckpt = checkpoint.load(tmp_path / "r" / "latest.pt", mmap=mmap)
+    model, _ = checkpoint.build_model(ckpt)
+    assert model.head.weight is model.embed.weight
+    ref = RNNLM(mcfg)
+    ref.load_state_dict(checkpoint.load(tmp_path / "r" / "latest.pt")["model"])
+    ids = torch.randint(0, mcfg.vocab_size, (2, 12))
+    assert torch.equal(model.eval()(ids)[0], ref.eval()(ids)[0])
+    with torch.no_grad():
+        model.embed.weight.zero_()             # in place: mapped pages are copy-on-write
+    assert torch.equal(checkpoint.load(tmp_path / "r" / "latest.pt")["model"]["embed.weight"],
+                       ref.embed.weight)
 
 
 def test_resume_ends_with_the_same_weights_as_uninterrupted_training(tmp_path):

@@ -49,11 +49,11 @@ def fmt_duration(seconds: float | None) -> str:
     return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
 
 
-def load_model(arg: str | None, prefer: str = "best.pt"):
+def load_model(arg: str | None, prefer: str = "best.pt", mmap: bool = False):
     """RUN|CHECKPOINT (or the newest run) -> (path, checkpoint dict, model, tokenizer)."""
     from charnn import checkpoint
 
     path = checkpoint.resolve(arg, prefer)
-    ckpt = checkpoint.load(path)
+    ckpt = checkpoint.load(path, mmap=mmap)
     model, tok = checkpoint.build_model(ckpt)
     return path, ckpt, model, tok

@@ -23,6 +23,9 @@ def eval_cmd(
     file: str = typer.Argument(..., help="Text file (or - for stdin) to score."),
     batch_size: int = typer.Option(32, help="Parallel streams."),
     seq_len: int = typer.Option(256, help="Steps per chunk; the state carries across chunks."),
+    quantize: str = typer.Option("none", help="none, or int8: score the model as `charnn sample --quantize "
+                                 "int8` runs it (step by step through the sampler, recurrent and output "
+                                 "weights in int8), to see what quantizing costs."),
     json_out: bool = typer.Option(False, "--json", help="Print the figures as JSON."),
 ):
     from charnn import corpora
@@ -32,6 +35,9 @@ def eval_cmd(
 
     import math
 
+    from charnn import quantize as q
+
+    quantize = q.check(quantize, "cpu")
     path, ckpt, model, tok = load_model(checkpoint)
     text_path = corpora.resolve(file)
     from charnn.data import encode_corpus
@@ -41,14 +47,20 @@ def eval_cmd(
         raise CharnnError(f"{file} is too short to score (it needs at least 2 tokens)")
     from charnn.bow import cond_for
 
-    loss, n = evaluate(model, ids, batch_size, seq_len, cond=cond_for(ckpt, tok, ids))
+    cond = cond_for(ckpt, tok, ids)
+    if quantize == "int8":
+        from charnn.sample import evaluate_stepwise
+
+        loss, n = evaluate_stepwise(model, ids, batch_size, seq_len, cond=cond, quantize=quantize)
+    else:
+        loss, n = evaluate(model, ids, batch_size, seq_len, cond=cond)
     # evaluate() scores the ids the streams cover; count the characters of exactly those
     B = max(1, min(batch_size, (len(ids) - 1) // 2))
     covered = ids[: (len(ids) // B) * B]
     chars = count_chars(tok, covered)
     nats_char = loss / (chars / len(covered))   # per token -> per character of the text
     res = {"checkpoint": str(path), "file": str(file), "tokens": n, "loss": loss,
-           "nats_per_char": nats_char, "bits_per_char": nats_char / LN2, "perplexity": math.exp(min(loss, 50))}
+           "nats_per_char": nats_char, "bits_per_char": nats_char / LN2, "perplexity": math.exp(min(loss, 50)), "quantize": quantize}
     if json_out:
         write_json(res)
     else:

@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import sys
+import time
 from typing import Optional
 
 import typer
 
 Opt = typer.Option
+
+# Streamed text is flushed at most this often (and at the end): a write per character would cost
+# a system call per character, while 1/50 s batches are still smooth to watch.
+FLUSH_EVERY = 0.02
 
 
 def register(app: typer.Typer) -> None:
@@ -29,51 +34,81 @@ def sample_cmd(
     prime: Optional[str] = Opt(None, "--prime", "-p", help="Text to start from (echoed first). [default: piped stdin, else none]"),
     top_k: int = Opt(0, help="Sample only from the K likeliest tokens (0: off)."),
     top_p: float = Opt(1.0, help="Sample only from the smallest set of tokens holding this much probability (1: off)."),
-    seed: Optional[int] = Opt(None, help="Random seed: the same seed gives the same text. [default: random]"),
+    seed: Optional[int] = Opt(None, help="Random seed: the same seed gives the same text; with --num-samples, "
+                              "sample i is the text --seed SEED+i gives alone (in fp32). [default: random]"),
     stop: Optional[str] = Opt(None, help="Stop a sample when this text appears (not printed)."),
     num_samples: int = Opt(1, help="Samples to generate, as one batch; printed one after another."),
     separator: str = Opt("\n\n", help="Printed between samples."),
     topic: Optional[str] = Opt(None, help="Models trained with --input bow: words to write about, e.g. 'war soldier battle'."),
+    quantize: str = Opt("none", help="none, or int8: the recurrent and output weights in int8 (CPU; about "
+                        "twice as fast, a little less accurate: see `charnn eval --quantize`)."),
+    threads: int = Opt(1, help="CPU threads. At batch 1 a step is a chain of small matrix-vector products "
+                       "that a second thread slows down; more can help a large --num-samples."),
     device: str = Opt("cpu", help="cpu, cuda or auto."),
     json_out: bool = Opt(False, "--json", help="One JSON object per sample on stdout instead of text."),
 ):
-    from charnn.commands.common import load_model, write_json
+    from charnn.commands.common import load_model
     from charnn.config import SampleConfig
+    from charnn.errors import CharnnError
 
+    if threads < 1:
+        raise CharnnError("--threads must be at least 1", 2)
     if prime is None and not sys.stdin.isatty():
         prime = sys.stdin.read()
     stop = stop.encode().decode("unicode_escape") if stop and "\\" in stop else stop
     cfg = SampleConfig(length=length, temperature=temp, top_k=top_k, top_p=top_p, prime=prime or "",
                        stop=stop, num_samples=num_samples, seed=seed)
-    path, ckpt, model, tok = load_model(run)
+    import torch
 
-    from charnn.sample import generate, encode_prime
-    from charnn.train import pick_device
+    from charnn import quantize as q
 
-    from charnn.bow import topic_cond
+    dev = torch.device("cpu")
+    if device != "cpu":
+        from charnn.train import pick_device
+
+        dev = pick_device(device)
+    quantize = q.check(quantize, dev)
+    torch.set_num_threads(threads)
+    path, ckpt, model, tok = load_model(run, mmap=True)
+
+    from charnn.sample import encode_prime, generate
 
     encode_prime(tok, cfg.prime)  # unknown prime characters fail before anything is printed
-    dev = pick_device(device)
     model.to(dev)
-    cond = topic_cond(ckpt, model, topic)                 # (1, bow_dim) or None
-    cond = cond.to(dev) if cond is not None else None
+    cond = None
+    if topic is not None or model.cfg.input == "bow":
+        from charnn.bow import topic_cond
+
+        cond = topic_cond(ckpt, model, topic)                 # (1, bow_dim)
+        cond = cond.to(dev)
     out = sys.stdout
-    texts = [cfg.prime] * num_samples
     live = not json_out
+    # stream 0 is printed as it comes; the others (and all of them for --json) are kept
+    kept = [[] for _ in range(num_samples)]
+    first_kept = 0 if json_out else 1
     if live:
         out.write(cfg.prime)
         out.flush()
-    for pieces in generate(model, tok, cfg, cond=cond, device=dev):
+    last, tail = float("-inf"), cfg.prime     # the first piece is flushed at once
+    for pieces in generate(model, tok, cfg, cond=cond, device=dev, quantize=quantize):
         if live and pieces[0]:
             out.write(pieces[0])
-            out.flush()
-        texts = [t + p for t, p in zip(texts, pieces)]
+            tail = pieces[0]
+            now = time.monotonic()
+            if now - last >= FLUSH_EVERY:
+                out.flush()
+                last = now
+        for k, p in zip(kept[first_kept:], pieces[first_kept:]):
+            k.append(p)
+    texts = [cfg.prime + "".join(k) for k in kept]
     if json_out:
+        from charnn.commands.common import write_json
+
         for i, t in enumerate(texts):
             write_json({"sample": i, "text": t, "checkpoint": str(path)})
         return
     for t in texts[1:]:
         out.write(separator + t)
-    if not texts[-1].endswith("\n"):
+    if not (texts[-1] if num_samples > 1 else tail).endswith("\n"):
         out.write("\n")
     out.flush()
