@@ -53,9 +53,9 @@ class ModelConfig(_Dict):
 
 @dataclass(frozen=True)
 class TrainConfig(_Dict):
-    seq_len: int = 128
+    seq_len: int = 64                 # T=64 learned more per token than 128 (benchmarks/RESULTS.md)
     batch_size: int = 32
-    lr: float = 3e-3
+    lr: float = 5e-3
     weight_decay: float = 0.01
     grad_clip: float = 1.0
     warmup: int = 100                 # linear warmup steps; then cosine decay to lr * min_lr_frac
