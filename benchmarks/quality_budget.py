@@ -34,12 +34,13 @@ REFERENCES = [
 ]
 
 
-def run(budget: str, corpus: Path, extra: list[str]) -> dict:
+def run(budget: str, corpus: Path, extra: list[str], keep: Path | None = None) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         env = dict(os.environ, CHARNN_CACHE=str(Path(tmp) / "cache"),
                    PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+        out = keep / budget if keep else Path(tmp) / "run"
         cmd = [sys.executable, "-m", "charnn", "train", str(corpus), "--time-budget", budget,
-               "--out", str(Path(tmp) / "run"), "--json", *extra]
+               "--out", str(out), "--force", "--json", *extra]
         t0 = time.time()
         p = subprocess.run(cmd, capture_output=True, text=True, env=env)
         wall = time.time() - t0
@@ -47,7 +48,7 @@ def run(budget: str, corpus: Path, extra: list[str]) -> dict:
             raise SystemExit(f"run failed ({p.returncode}): {p.stderr[-2000:]}")
         summary = json.loads(p.stdout.strip().splitlines()[-1])
         plan = [l for l in p.stderr.splitlines() if l.startswith(("model ", "batches ", "expected "))]
-        steps = [json.loads(l) for l in (Path(tmp) / "run" / "metrics.jsonl").read_text().splitlines()]
+        steps = [json.loads(l) for l in (out / "metrics.jsonl").read_text().splitlines()]
         cps = [s["chars_per_sec"] for s in steps if s.get("event") == "step"]
         return {"budget": budget, "wall_s": wall, "summary": summary, "plan": plan,
                 "chars_per_sec": sorted(cps)[len(cps) // 2] if cps else None,
@@ -59,6 +60,7 @@ def main() -> None:
     ap.add_argument("--budgets", nargs="+", default=["5m", "10m"])
     ap.add_argument("--quick", action="store_true", help="one 1-minute run")
     ap.add_argument("--corpus", type=Path, default=CORPUS)
+    ap.add_argument("--keep", type=Path, help="keep each run in KEEP/<budget> (e.g. for int8_accuracy.py)")
     ap.add_argument("extra", nargs="*", help="extra flags for charnn train (after --)")
     a = ap.parse_args()
     budgets = ["1m"] if a.quick else a.budgets
@@ -67,7 +69,7 @@ def main() -> None:
     for name, ref in REFERENCES:
         print(f"reference  {ref:.4f}  {name}")
     for b in budgets:
-        r = run(b, a.corpus, a.extra)
+        r = run(b, a.corpus, a.extra, a.keep)
         s = r["summary"]
         budget_s = float(b[:-1]) * {"s": 1, "m": 60, "h": 3600}[b[-1]]
         target = TARGETS.get(b)

@@ -46,6 +46,7 @@ DIVERGED_NATS = 20.0    # a validation loss this far above uniform guessing (ln 
 PERIODIC_EVAL_TOKENS = 1 << 20   # periodic evaluations read this prefix of the validation split
 FINAL_EVAL_SHARE = 0.04         # under a time budget, the final evaluation takes at most this share
 MIN_EVAL_TOKENS = 1 << 15       # ... but never fewer tokens than this
+EXIT_SECONDS = 1.0              # kept for the summary and the process exit after the last save
 
 
 @dataclass
@@ -106,10 +107,13 @@ def lr_at(cfg: TrainConfig, step: int, progress: float, scale: float = 1.0) -> f
 def evaluate(model: RNNLM, ids: np.ndarray, batch_size: int, seq_len: int,
              device: torch.device | str = "cpu", amp: bool = False,
              max_tokens: int | None = None, cond: Any = None,
-             group: Group | None = None) -> tuple[float, int]:
+             group: Group | None = None, deadline: float | None = None,
+             min_tokens: int = 0) -> tuple[float, int]:
     """Mean cross-entropy (nats per token) over `ids`, read as B streams with carried state.
 
-    Returns (loss, tokens scored). `max_tokens` caps the work for periodic evaluations.
+    Returns (loss, tokens scored). `max_tokens` caps the work for periodic evaluations;
+    `deadline` (a time.time() value) ends it after the chunk that passes it, once this process
+    has scored `min_tokens`: the streams then stand for the split as a sample of its B parts.
     cond: a charnn.bow.DocCond aligned with `ids` for --input bow models. group: in a
     distributed run each rank scores its share of the B streams and the sums are all-reduced.
     """
@@ -131,6 +135,8 @@ def evaluate(model: RNNLM, ids: np.ndarray, batch_size: int, seq_len: int,
         total += F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]),
                                  blk[:, 1:].reshape(-1), reduction="sum").item()
         count += blk[:, 1:].numel()
+        if deadline is not None and count >= min_tokens and time.time() >= deadline:
+            break
     model.train(was_training)
     if group is not None:
         total, n = group.sum(total, count)
@@ -309,9 +315,14 @@ def train(model_cfg: ModelConfig, cfg: TrainConfig, data: TrainData, run_dir: Pa
         nonlocal best_val, eval_tps
         t0 = time.perf_counter()
         cap = eval_cap(final)
+        # the final evaluation under a budget also stops at the clock, should it run slower than
+        # measured (a machine that got busy): the command ends within its budget
+        end = started + budget - elapsed_before - save_seconds - EXIT_SECONDS \
+            if final and budget is not None else None
         loss, n = evaluate(model, data.val_ids, cfg.batch_size, cfg.seq_len, device, amp,
                            max_tokens=group.broadcast(cap) if final else cap,   # rank 0's clock
-                           cond=data.bow.val if data.bow is not None else None, group=group)
+                           cond=data.bow.val if data.bow is not None else None, group=group,
+                           deadline=end, min_tokens=MIN_EVAL_TOKENS // group.world)
         eval_tps = n / max(1e-6, time.perf_counter() - t0)
         if _diverged(loss, model_cfg.vocab_size) or not _finite(model):
             # never recorded or saved as good: the caller rolls back
@@ -336,7 +347,7 @@ def train(model_cfg: ModelConfig, cfg: TrainConfig, data: TrainData, run_dir: Pa
         # keep room for the final evaluation: the whole split, or FINAL_EVAL_SHARE of the budget
         rate = eval_rate()
         final_eval = min(len(data.val_ids) / rate, FINAL_EVAL_SHARE * budget) if rate else 0.0
-        reserve = 1.2 * final_eval + save_seconds + step_seconds
+        reserve = 1.2 * final_eval + save_seconds + step_seconds + EXIT_SECONDS
         return (time.time() - started) + elapsed_before + reserve >= budget
 
     eval_tps = 0.0

@@ -211,3 +211,14 @@ def test_a_time_budget_caps_the_final_evaluation(tmp_path):
     assert final["of_tokens"] == len(data.val_ids)
     assert 0 < final["tokens"] < final["of_tokens"]
     assert math.isfinite(summary["val_loss"])
+
+
+def test_an_evaluation_past_its_deadline_stops_once_it_has_its_minimum():
+    import time
+
+    data = _data("the quick brown fox jumps over the lazy dog\n" * 60)
+    model = RNNLM(ModelConfig(vocab_size=data.tokenizer.vocab_size, hidden=16, layers=1, embed_dim=8))
+    full_loss, full = evaluate(model, data.val_ids, 4, 16)
+    loss, n = evaluate(model, data.val_ids, 4, 16, deadline=time.time() - 1, min_tokens=100)
+    assert n == 128 < full                       # two chunks of 4 x 16: the first pair past 100
+    assert math.isfinite(loss) and abs(loss - full_loss) < 0.5
