@@ -31,23 +31,10 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 SHAKESPEARE = REPO.parent / "shared" / "corpora" / "tinyshakespeare.txt"
-
-
-def cores() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        return os.cpu_count() or 1
-
-
-def cpu_name() -> str:
-    try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
+sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from charnn.machine import available_cores  # noqa: E402
+from machine_info import cpu_name  # noqa: E402
 
 
 def run_point(corpus: Path, layers: int, hidden: int, args, nproc: int, threads: int | None,
@@ -89,7 +76,7 @@ def main() -> None:
 
     import torch
 
-    n_cores = cores()
+    n_cores = available_cores()
     if args.device == "cuda":
         if not torch.cuda.is_available():
             sys.exit("--device cuda: no CUDA GPU here")

@@ -34,6 +34,8 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from machine_info import cpu_name  # noqa: E402
 
 
 def main() -> None:
@@ -80,7 +82,7 @@ def main() -> None:
         if cell == next(iter(models)):
             breakdown = step_breakdown(model, tok, cfg, args.repeat)
 
-    machine = {"cores": os.cpu_count(), "cpu": _cpu_name(), "torch": torch.__version__,
+    machine = {"cores": os.cpu_count(), "cpu": cpu_name(), "torch": torch.__version__,
                "threads": args.threads, "date": datetime.datetime.now().isoformat(timespec="minutes"),
                "python": platform.python_version()}
     command = "python benchmarks/sample_speed.py " + " ".join(sys.argv[1:])
@@ -256,16 +258,6 @@ def _weight_bytes(model) -> tuple[float, float]:
     G = {"lstm": 4, "gru": 3, "rnn": 1}[c.cell] * c.hidden
     n = G * c.hidden + (c.layers - 1) * G * 2 * c.hidden + model.head.weight.numel()
     return n * 4 / 1e6, n / 1e6
-
-
-def _cpu_name() -> str:
-    try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
 
 
 if __name__ == "__main__":

@@ -18,7 +18,7 @@ import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, BinaryIO, Iterator
 
 import numpy as np
 
@@ -40,6 +40,18 @@ def cache_dir() -> Path:
 # Reading text
 
 
+def open_bytes(path: Path) -> BinaryIO:
+    """open(path, "rb"), with the reasons a user can cause as one-line CharnnErrors."""
+    try:
+        return open(path, "rb")
+    except IsADirectoryError:
+        raise CharnnError(f"{path} is a directory, not a text file") from None
+    except FileNotFoundError:
+        raise CharnnError(f"{path}: no such file") from None
+    except PermissionError:
+        raise CharnnError(f"{path}: permission denied") from None
+
+
 def iter_text(path: Path, chunk_bytes: int = CHUNK_BYTES) -> Iterator[str]:
     """Yield the file as str chunks that end on a line break where one is near.
 
@@ -48,15 +60,7 @@ def iter_text(path: Path, chunk_bytes: int = CHUNK_BYTES) -> Iterator[str]:
     decoder = codecs.getincrementaldecoder("utf-8")("strict")
     offset = 0  # bytes consumed before the current block
     carry = ""
-    try:
-        f = open(path, "rb")
-    except IsADirectoryError:
-        raise CharnnError(f"{path} is a directory, not a text file") from None
-    except FileNotFoundError:
-        raise CharnnError(f"{path}: no such file") from None
-    except PermissionError:
-        raise CharnnError(f"{path}: permission denied") from None
-    with f:
+    with open_bytes(path) as f:
         first = True
         while True:
             block = f.read(chunk_bytes)

@@ -193,14 +193,9 @@ def read_lines(path: str | Path | None) -> Iterator[str]:
         f = sys.stdin.buffer
         close = False
     else:
-        try:
-            f = open(path, "rb")
-        except IsADirectoryError:
-            raise CharnnError(f"{path} is a directory, not a text file") from None
-        except FileNotFoundError:
-            raise CharnnError(f"{path}: no such file") from None
-        except PermissionError:
-            raise CharnnError(f"{path}: permission denied") from None
+        from charnn.data import open_bytes
+
+        f = open_bytes(path)
         close = True
     try:
         for n, raw in enumerate(f, 1):
