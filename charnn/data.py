@@ -153,6 +153,10 @@ def _atomic_write_text(path: Path, text: str) -> None:
 
 
 def _id_dtype(vocab_size: int) -> np.dtype:
+    """The smallest id type: a character corpus is mostly under 256 symbols, and its cache file
+    is then the size of the text (encoding a large corpus is bound by writing it)."""
+    if vocab_size <= 1 << 8:
+        return np.dtype(np.uint8)
     return np.dtype(np.uint16) if vocab_size <= 1 << 16 else np.dtype(np.int32)
 
 
