@@ -241,7 +241,10 @@ def test_two_trains_on_one_folder_the_second_refuses_naming_the_owner(forkserver
     pid = forkserver.start("train", str(tiny_corpus), "--out", str(run), *TINY, "--max-steps", "100000",
                            "--eval-every", "10", "--quiet", log=tmp_path / "owner.log")
     deadline = time.time() + 60
-    while not ((run / ".lock").exists() and (run / ".lock").read_text() == f"{pid}\n"):
+    # the owner holds the lock and has trained (and saved) already, so a Ctrl-C below lands in
+    # its training loop, not in its start-up
+    while not ((run / ".lock").exists() and (run / ".lock").read_text() == f"{pid}\n"
+               and (run / "latest.pt").exists()):
         assert time.time() < deadline, (tmp_path / "owner.log").read_text()
         time.sleep(0.01)
     for argv in (["train", str(tiny_corpus), "--out", str(run), "--force", *TINY_MODEL, "--max-steps", "2"],
