@@ -6,7 +6,7 @@ CORPUS is anything `charnn embed` takes (a path or a catalog name; default: tiny
 Both sides train on the same tokenized sentence-per-line file (charnn's preprocessing of the
 corpus: bare gensim has no tokenizer of its own to give it the same words):
 
-  charnn     charnn.embed.build(corpus, config): cache lookup, vocabulary, corpus_file training
+  charnn     charnn.representations.word2vec.build(corpus, config): cache lookup, vocabulary, corpus_file training
   gensim     Word2Vec(corpus_file=that file, same parameters): its own vocabulary scan + training
   gensim-it  Word2Vec(LineSentence(that file), ...): gensim's usual streaming-iterable mode
 
@@ -59,7 +59,8 @@ def bench(cache: str) -> None:
     from gensim.models import Word2Vec
     from gensim.models.word2vec import LineSentence
 
-    from charnn import corpora, embed
+    from charnn import corpora
+    from charnn.representations import word2vec as embed
     from charnn.machine import available_cores
 
     source = corpora.resolve(args.corpus)

@@ -27,7 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from train_speed import CORPUS, charnn_run  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from charnn.autosize import flops_per_token  # noqa: E402
+from charnn.training.autosize import flops_per_token  # noqa: E402
 
 
 def bf16_peak(n: int = 8192, reps: int = 50) -> float:
@@ -46,7 +46,7 @@ def bf16_peak(n: int = 8192, reps: int = 50) -> float:
 def sample_speed(length: int = 2000) -> float:
     from charnn.config import ModelConfig, SampleConfig
     from charnn.model import RNNLM
-    from charnn.sample import generate
+    from charnn.sampling.generate import generate
     from charnn.tokenizers.char import CharTokenizer
 
     text = CORPUS.read_text(encoding="utf-8")

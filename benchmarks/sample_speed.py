@@ -10,7 +10,7 @@ that machine noise hits them alike:
 
   naive       the loop that calls the model (nn.Embedding -> nn.LSTM -> nn.Linear) once per
               character, then softmax + torch.multinomial, and decodes the character
-  fp32        charnn.sample.generate: Stepper + Picker + stream decoding + a --stop filter,
+  fp32        charnn.sampling.stepper.generate: Stepper + Picker + stream decoding + a --stop filter,
               exactly what `charnn sample` runs (timed from its first character, so the prime and
               the set-up are left out; the set-up is shown apart)
   int8        the same with quantize="int8" (`charnn sample --quantize int8`)
@@ -188,8 +188,8 @@ def naive(model, tok, n: int) -> float:
 
 
 def fast(model, tok, cfg, quantize: str, setup: dict) -> float:
-    """charnn.sample.generate, timed from its first character."""
-    from charnn.sample import generate
+    """charnn.sampling.stepper.generate, timed from its first character."""
+    from charnn.sampling.generate import generate
 
     t0 = time.perf_counter()
     it = generate(model, tok, cfg, quantize=quantize)
@@ -209,7 +209,7 @@ def step_breakdown(model, tok, cfg, repeat: int) -> dict:
 
     import torch
 
-    from charnn.sample import Stepper
+    from charnn.sampling.stepper import Stepper
 
     out = {}
     n = 300

@@ -3,7 +3,7 @@
 The FLOP-matched sweep (benchmarks/sweep.py) says which shape learns most per FLOP; this says
 how many FLOPs per second each shape gets here, since small models, short chunks and narrow
 batches pay per-step overhead that FLOP counts do not see. Each point times real training
-steps (charnn.autosize.measure: forward, backward, clip, AdamW) with the default threads.
+steps (charnn.training.autosize.measure: forward, backward, clip, AdamW) with the default threads.
 
     .venv/bin/python benchmarks/shape_speed.py
     .venv/bin/python benchmarks/shape_speed.py --points 2x512:B32:T64 2x512:B64:T64
@@ -20,7 +20,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from charnn.autosize import flops_per_token, measure, parameters  # noqa: E402
+from charnn.training.autosize import flops_per_token, measure, parameters  # noqa: E402
 from charnn.config import ModelConfig  # noqa: E402
 
 DEFAULT = ["2x256:B32:T128", "2x256:B32:T64", "2x384:B32:T128", "2x384:B32:T64", "2x384:B64:T64",

@@ -35,7 +35,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 CORPUS = REPO.parent / "shared" / "corpora" / "tinyshakespeare.txt"
 
-from charnn.autosize import TRAIN_FRACTION, flops_per_token  # noqa: E402
+from charnn.training.autosize import TRAIN_FRACTION, flops_per_token  # noqa: E402
 
 DEFAULT_POINTS = ["2x384:T128:d0", "2x384:T128:d0.1", "2x384:T64:d0.1", "2x384:T64:d0.2",
                   "2x256:T64:d0.1", "2x512:T64:d0.2"]

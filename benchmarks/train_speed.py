@@ -40,7 +40,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 CORPUS = REPO.parent / "shared" / "corpora" / "tinyshakespeare.txt"
 
-from charnn.autosize import flops_per_token  # noqa: E402
+from charnn.training.autosize import flops_per_token  # noqa: E402
 
 
 def matmul_peak(n: int = 1024, reps: int = 30) -> float:

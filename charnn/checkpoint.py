@@ -19,12 +19,12 @@ import math
 import os
 import pickle
 import re
-import tempfile
 import warnings
 import zipfile
 from pathlib import Path
 from typing import Any, Callable
 
+from charnn.atomic import atomic_file
 from charnn.errors import CharnnError
 
 FORMAT = "charnn-checkpoint"
@@ -33,30 +33,21 @@ LATEST, BEST = "latest.pt", "best.pt"
 
 
 def save(payload: dict[str, Any], path: Path) -> None:
-    """Write atomically: temporary file in the same folder, fsync, rename, fsync the folder.
-
-    A crash at any moment leaves either the old file or the new one, never a torn one. A failed
-    write (disk full, a file size limit) removes the temporary file and raises CharnnError; the
-    previous checkpoint is untouched.
+    """Write atomically and durably (charnn.atomic): a crash at any moment leaves either the old
+    file or the new one, never a torn one. A failed write (disk full, a file size limit) raises
+    CharnnError naming the real cause; the previous checkpoint is untouched.
     """
     import torch
 
     path = Path(path)
     payload = {"format": FORMAT, "version": VERSION, **payload}
-    tmp = None
     sink = None
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        with os.fdopen(fd, "wb") as f:
+        with atomic_file(path, durable=True) as f:
             sink = _Sink(f)
             torch.save(payload, sink)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
     except BaseException as e:
-        if tmp is not None and os.path.exists(tmp):
-            os.unlink(tmp)
         # torch's writer turns a failed write into a RuntimeError; the sink kept the real one
         err = e if isinstance(e, OSError) else (sink.error if sink is not None else None)
         if err is not None:
@@ -66,7 +57,6 @@ def save(payload: dict[str, Any], path: Path) -> None:
             raise CharnnError(f"could not save checkpoint {path}: {err.strerror or err}{hint}; "
                               f"{kept}") from None
         raise
-    _fsync_dir(path.parent)
 
 
 class _Sink:
@@ -84,19 +74,6 @@ class _Sink:
 
     def flush(self) -> None:
         self.f.flush()
-
-
-def _fsync_dir(d: Path) -> None:
-    try:
-        fd = os.open(d, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 def load(path: Path, mmap: bool = False) -> dict[str, Any]:

@@ -7,8 +7,11 @@ Each config is stored in the checkpoint as a plain dict (dataclasses.asdict) and
 from __future__ import annotations
 
 import dataclasses
+import re
 from dataclasses import dataclass
 from typing import Any, Optional
+
+from charnn.errors import CharnnError
 
 CELLS = ("lstm", "gru", "rnn")
 INPUTS = ("embedding", "onehot", "word2vec", "bow")
@@ -38,8 +41,6 @@ class ModelConfig(_Dict):
     bow_dim: int = 0                  # size of the bag-of-words vector for --input bow
 
     def __post_init__(self):
-        from charnn.errors import CharnnError
-
         if self.cell not in CELLS:
             raise CharnnError(f"unknown cell {self.cell!r}: choose one of {', '.join(CELLS)}", 2)
         if self.input not in INPUTS:
@@ -64,15 +65,12 @@ class TrainConfig(_Dict):
     max_steps: Optional[int] = None
     time_budget: Optional[float] = None   # seconds; the schedule is fitted to the wall clock
     val_frac: float = 0.1
-    eval_every: int = 500
-    save_every: int = 500
+    eval_every: int = 500             # validate and save every N steps
     device: str = "auto"
     amp: bool = True                  # bf16 autocast on CUDA
     seed: int = 1337
 
     def __post_init__(self):
-        from charnn.errors import CharnnError
-
         checks = [
             (self.seq_len >= 1, "--seq-len must be at least 1"),
             (self.batch_size >= 1, "--batch-size must be at least 1"),
@@ -104,7 +102,6 @@ class SampleConfig(_Dict):
     seed: Optional[int] = None
 
     def __post_init__(self):
-        from charnn.errors import CharnnError
         import math
 
         t = self.temperature
@@ -118,3 +115,23 @@ class SampleConfig(_Dict):
         for ok, msg in checks:
             if not ok:
                 raise CharnnError(msg, 2)
+
+
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_duration(text: str | None) -> float | None:
+    """'90s', '10m', '2h', '1h30m' or a plain number of seconds -> seconds."""
+    if text is None:
+        return None
+    t = text.strip().lower()
+    try:
+        value = float(t)
+    except ValueError:
+        parts = re.findall(r"(\d+(?:\.\d+)?)\s*([smhd])", t)
+        if not parts or "".join(n + u for n, u in parts) != re.sub(r"\s+", "", t):
+            raise CharnnError(f"cannot read {text!r} as a duration: use e.g. 90s, 10m, 2h or 1h30m", 2)
+        value = sum(float(n) * _UNITS[u] for n, u in parts)
+    if not value > 0 or value != value:
+        raise CharnnError(f"--time-budget must be positive, not {text!r}", 2)
+    return value

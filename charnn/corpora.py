@@ -10,13 +10,13 @@ from __future__ import annotations
 import hashlib
 import http.client
 import os
-import tempfile
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Optional
 
+from charnn.atomic import atomic_file
 from charnn.errors import CharnnError
 
 DEFAULT_CORPUS = "lee"
@@ -93,40 +93,32 @@ def download(url: str, sha256: str, dest: Path, progress: Progress | None = None
              timeout: float = 30.0) -> None:
     """Stream `url` into a temporary file beside `dest`, check its sha256, then rename."""
     dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part")
     h = hashlib.sha256()
     done = 0
-    try:
-        with os.fdopen(fd, "wb") as out:
-            try:
-                with urllib.request.urlopen(url, timeout=timeout) as resp:
-                    total = resp.headers.get("Content-Length")
-                    total = int(total) if total and total.isdigit() else None
-                    while block := resp.read(1 << 16):
-                        h.update(block)
-                        out.write(block)
-                        done += len(block)
-                        if progress:
-                            progress(done, total)
-                    if total is not None and done < total:
-                        raise CharnnError(f"download of {url} failed: the connection closed after "
-                                          f"{done:,} of {total:,} bytes; nothing was saved")
-            except (urllib.error.URLError, http.client.HTTPException, OSError, ValueError) as e:
-                # HTTPException: e.g. IncompleteRead when the server hangs up mid-transfer
-                reason = getattr(e, "reason", None) or f"{type(e).__name__}: {e}"
-                raise CharnnError(f"download of {url} failed: {reason}") from None
-            out.flush()
-            os.fsync(out.fileno())
+    with atomic_file(dest, durable=True, suffix=".part") as out:
+        # nothing is published unless the whole download arrives and verifies
+        try:
+            with urllib.request.urlopen(url, timeout=timeout) as resp:
+                total = resp.headers.get("Content-Length")
+                total = int(total) if total and total.isdigit() else None
+                while block := resp.read(1 << 16):
+                    h.update(block)
+                    out.write(block)
+                    done += len(block)
+                    if progress:
+                        progress(done, total)
+                if total is not None and done < total:
+                    raise CharnnError(f"download of {url} failed: the connection closed after "
+                                      f"{done:,} of {total:,} bytes; nothing was saved")
+        except (urllib.error.URLError, http.client.HTTPException, OSError, ValueError) as e:
+            # HTTPException: e.g. IncompleteRead when the server hangs up mid-transfer
+            reason = getattr(e, "reason", None) or f"{type(e).__name__}: {e}"
+            raise CharnnError(f"download of {url} failed: {reason}") from None
         if h.hexdigest() != sha256:
             raise CharnnError(
                 f"download of {url} does not match its checksum "
                 f"(sha256 {h.hexdigest()[:16]}..., expected {sha256[:16]}...); nothing was saved"
             )
-        os.replace(tmp, dest)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 def resolve(arg: str, progress: Progress | None = None) -> Path:

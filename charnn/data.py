@@ -15,13 +15,14 @@ import hashlib
 import json
 import os
 import sys
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO, Iterator
 
 import numpy as np
 
+from charnn import atomic
+from charnn.atomic import atomic_path
 from charnn.errors import CharnnError
 from charnn.tokenizers import Tokenizer, get_tokenizer_class, tokenizer_from_dict
 
@@ -98,21 +99,15 @@ def spool_stdin() -> Path:
         raise CharnnError("corpus '-' means standard input, but nothing is piped in", 2)
     d = cache_dir() / "stdin"
     d.mkdir(parents=True, exist_ok=True)
-    fd, name = tempfile.mkstemp(dir=d, prefix=".", suffix=".txt")
     h = hashlib.sha256()
-    try:
-        with os.fdopen(fd, "wb") as out:
+    with atomic_path(d / "stdin.txt", suffix=".txt", prefix=".") as pending:
+        with open(pending.tmp, "wb") as out:
             src = sys.stdin.buffer
             while block := src.read(CHUNK_BYTES):
                 h.update(block)
                 out.write(block)
-        final = d / f"{h.hexdigest()[:24]}.txt"
-        os.replace(name, final)
-    except BaseException:
-        if os.path.exists(name):
-            os.unlink(name)
-        raise
-    return final
+        pending.target = d / f"{h.hexdigest()[:24]}.txt"     # named by its content
+    return pending.target
 
 
 # ----------------------------------------------------------------------------------------------
@@ -135,21 +130,9 @@ def file_digest(path: Path) -> str:
         while block := f.read(1 << 24):
             h.update(block)
     index[key] = digest = h.hexdigest()
-    _atomic_write_text(index_path, json.dumps(index))
+    index_path.parent.mkdir(parents=True, exist_ok=True)
+    atomic.write_text(index_path, json.dumps(index))
     return digest
-
-
-def _atomic_write_text(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):     # a full disk leaves no half-written cache entry behind
-            os.unlink(tmp)
-        raise
 
 
 def _id_dtype(vocab_size: int) -> np.dtype:
@@ -208,22 +191,18 @@ def encode_corpus(
         tokenizer = get_tokenizer_class(tokenizer_name).fit(source, **fit_options)
     dtype = _id_dtype(tokenizer.vocab_size)
     d.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=d, prefix=f".{key}.")
     n = 0
     try:
-        with os.fdopen(fd, "wb") as out:
+        with atomic.atomic_file(ids_path) as out:     # a full disk leaves no half-written entry
             for ids in tokenizer.encode_chunks(source):
                 out.write(ids.astype(dtype, copy=False).tobytes())
                 n += len(ids)
-        os.replace(tmp, ids_path)
-    except BaseException as e:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        if isinstance(e, CharnnError) and str(path) not in str(e):
+    except CharnnError as e:
+        if str(path) not in str(e):
             # e.g. a character the model's vocabulary lacks: say which file holds it
             raise CharnnError(f"{path}: {e}", e.code) from None
         raise
-    _atomic_write_text(meta_path, json.dumps(
+    atomic.write_text(meta_path, json.dumps(
         {"length": n, "dtype": dtype.str, "tokenizer": tokenizer.to_dict(), "corpus": str(path)},
         default=_json_bytes))
     ids = np.memmap(ids_path, dtype=dtype, mode="r", shape=(n,)) if n else np.zeros(0, dtype)

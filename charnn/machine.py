@@ -1,4 +1,4 @@
-"""Facts about the machine this process runs on."""
+"""Facts about the machine this process runs on: its CPU cores, and the device to compute on."""
 
 from __future__ import annotations
 
@@ -11,3 +11,18 @@ def available_cores() -> int:
         return len(os.sched_getaffinity(0))
     except (AttributeError, OSError):
         return os.cpu_count() or 1
+
+
+def pick_device(name: str):
+    """--device auto|cpu|cuda[:N]|mps -> a torch.device (auto: CUDA when available)."""
+    import torch
+
+    from charnn.errors import CharnnError
+
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise CharnnError("--device cuda was asked for, but no CUDA GPU is available", 2)
+    if name == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+        raise CharnnError("--device mps was asked for, but MPS is not available", 2)
+    return torch.device(name)

@@ -93,7 +93,7 @@ TINY_MODEL = ["--hidden", "32", "--layers", "1", "--embed-dim", "16", "--seq-len
 _SERVER = r'''
 import json, os, resource, signal, sys
 import torch, torch._dynamo, torch.optim            # the seconds of every start, paid once here
-import charnn.cli, charnn.commands.train, charnn.train, charnn.sample, charnn.checkpoint
+import charnn.cli, charnn.commands.train, charnn.training.trainer, charnn.sampling.generate, charnn.checkpoint
 out = os.fdopen(os.dup(1), "w")
 for line in sys.stdin:
     req = json.loads(line)

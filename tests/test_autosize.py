@@ -7,7 +7,7 @@ from pathlib import Path
 
 import torch
 
-from charnn import autosize
+from charnn.training import autosize
 from tests.conftest import cli
 
 

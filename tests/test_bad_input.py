@@ -33,7 +33,7 @@ def world(tmp_path_factory):
     import numpy as np
     from gensim.models import KeyedVectors
 
-    from charnn import embed
+    from charnn.representations import word2vec as embed
 
     w = tmp_path_factory.mktemp("world")
     mp = pytest.MonkeyPatch()

@@ -1,4 +1,4 @@
-"""Data-parallel training (charnn.distributed): real gloo process groups of 2 ranks on 127.0.0.1,
+"""Data-parallel training (charnn.training.distributed): real gloo process groups of 2 ranks on 127.0.0.1,
 started as real subprocesses through torch.distributed.run, `charnn train --nproc 2`, or plain
 environment variables (as another launcher would set them)."""
 
@@ -18,7 +18,7 @@ import pytest
 import torch
 
 from charnn import checkpoint
-from charnn.distributed import Group, error_line
+from charnn.training.distributed import Group, error_line
 from charnn.errors import CharnnError
 from tests.conftest import charnn_cmd, cli, subprocess_env
 
@@ -226,7 +226,7 @@ def test_ranks_share_the_streams_exactly_and_errors_are_reported_once(monkeypatc
     monkeypatch.setenv("RANK", "1")
     same = CharnnError("--lr must be a positive number")
     assert error_line(same, str(same)) is None                  # rank 0 says it
-    from charnn.distributed import CollectiveError
+    from charnn.training.distributed import CollectiveError
 
     lost = CollectiveError("lost contact")
     assert error_line(lost, str(lost)) == "rank 1: lost contact"

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from charnn import embed
+from charnn.representations import word2vec as embed
 from charnn.tokenizers.word import split_words
 from tests.conftest import cli, run_charnn
 

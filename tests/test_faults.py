@@ -161,7 +161,7 @@ def test_a_non_finite_evaluation_is_rolled_back_never_saved(tmp_path, monkeypatc
     """The lead's case: weights that are huge but finite train on with finite losses and then
     evaluate to NaN. Such an evaluation must not become the rollback point, latest.pt or best.pt.
     The evaluation is the real one; only its result at step 20 is replaced by NaN."""
-    import charnn.train as T
+    import charnn.training.trainer as T
     from tests.test_model import _data
 
     real = T.evaluate
@@ -176,7 +176,7 @@ def test_a_non_finite_evaluation_is_rolled_back_never_saved(tmp_path, monkeypatc
     data = _data("the quick brown fox jumps over the lazy dog\n" * 40)
     mcfg = T.ModelConfig(vocab_size=data.tokenizer.vocab_size, hidden=16, layers=1, embed_dim=8)
     seen = []
-    summary = T.train(mcfg, T.TrainConfig(seq_len=8, batch_size=4, max_steps=30, eval_every=10, save_every=10),
+    summary = T.train(mcfg, T.TrainConfig(seq_len=8, batch_size=4, max_steps=30, eval_every=10),
                       data, tmp_path / "r", callback=lambda ev: seen.append(dict(ev)) and None)
     saves = [e["step"] for e in seen if e["event"] == "save"]
     rollback = [e for e in seen if e["event"] == "rollback"]

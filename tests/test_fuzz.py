@@ -35,7 +35,7 @@ atexit.register(shutil.rmtree, _DIR, True)
 def real() -> bytes:
     """The bytes of a real checkpoint of a small trained model (with optimizer and history)."""
     from charnn.config import ModelConfig, TrainConfig
-    from charnn.train import train
+    from charnn.training.trainer import train
     from tests.test_model import _data
 
     data = _data("the quick brown fox jumps over the lazy dog\n" * 30)

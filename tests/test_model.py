@@ -12,8 +12,11 @@ import torch
 from charnn import checkpoint
 from charnn.config import ModelConfig, SampleConfig, TrainConfig
 from charnn.model import RNNLM
-from charnn.sample import Stepper, pick, sample_text
-from charnn.train import TrainData, evaluate, prepare_data, train
+from charnn.sampling.generate import pick, sample_text
+from charnn.sampling.stepper import Stepper
+from charnn.training.dataset import TrainData, prepare_data
+from charnn.training.evaluate import evaluate
+from charnn.training.trainer import train
 from charnn.tokenizers.char import CharTokenizer
 
 

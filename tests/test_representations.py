@@ -63,9 +63,9 @@ def test_onehot_input_trains_and_samples(tiny_corpus, tmp_path):
 @pytest.mark.parametrize("fmt", ["kv", "txt", "bin"])
 def test_word2vec_init_copies_vectors_exactly(tiny_corpus, tmp_path, fmt):
     from charnn.config import ModelConfig
-    from charnn.inputs import setup_input
+    from charnn.representations.inputs import setup_input
     from charnn.model import RNNLM
-    from charnn.train import prepare_data
+    from charnn.training.dataset import prepare_data
 
     data = prepare_data(tiny_corpus, "word")
     vocab = data.tokenizer.vocab
@@ -156,7 +156,7 @@ def test_bow_on_a_char_model_stores_its_word_vocabulary(tmp_path):
 
 
 def test_document_ids_and_per_step_conditioning():
-    from charnn.bow import DocCond, document_ids
+    from charnn.representations.bow import DocCond, document_ids
 
     ids = np.array([1, 2, 0, 0, 3, 4, 0, 0, 0, 5])        # 0 = newline; sep = blank line
     docs = document_ids(ids, np.array([0, 0]))
@@ -171,7 +171,7 @@ def test_document_ids_and_per_step_conditioning():
 
 
 def test_bow_vocab_weights():
-    from charnn.vectorize import BowVocab
+    from charnn.representations.vectorize import BowVocab
 
     v = BowVocab.fit(["War war peace", "peace garden"])
     assert v.words[:2] == ["peace", "war"]            # by count, then alphabetical

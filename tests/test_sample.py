@@ -12,19 +12,20 @@ import pytest
 import torch
 
 from charnn import checkpoint
-from charnn import quantize as q
+from charnn.sampling import quantize as q
 from charnn.config import ModelConfig, SampleConfig
 from charnn.model import RNNLM
-from charnn.sample import Picker, Stepper, evaluate_stepwise, pick, sample_text
+from charnn.sampling.generate import Picker, evaluate_stepwise, pick, sample_text
+from charnn.sampling.stepper import Stepper
 from charnn.tokenizers.char import CharTokenizer
-from charnn.train import evaluate
+from charnn.training.evaluate import evaluate
 from tests.conftest import TINY_MODEL, cli
 
 
 @pytest.fixture
 def all_int8(monkeypatch):
     """Quantize every matrix, however small: the tiny test models are all below the size from
-    which int8 pays off in speed (charnn.quantize.INT8_MIN_WEIGHTS), and so would stay fp32."""
+    which int8 pays off in speed (charnn.sampling.quantize.INT8_MIN_WEIGHTS), and so would stay fp32."""
     monkeypatch.setattr(q, "INT8_MIN_WEIGHTS", 0)
 
 
@@ -144,7 +145,7 @@ def test_quantized_eval_of_a_bow_model_matches_its_documents(tmp_path, all_int8)
     run = _trained(corpus, "--input", "bow")
     ckpt = checkpoint.load(run / "latest.pt")
     model, tok = checkpoint.build_model(ckpt)
-    from charnn.bow import cond_for
+    from charnn.representations.bow import cond_for
     from charnn.data import encode_corpus
 
     ids = encode_corpus(corpus, "char", tokenizer=tok).ids
@@ -165,7 +166,7 @@ def test_packing_int8_weights_prints_no_warning():
 
     from tests.conftest import subprocess_env
 
-    code = ("import torch; from charnn.quantize import Int8; m = Int8(torch.randn(64, 32), torch.zeros(64)); "
+    code = ("import torch; from charnn.sampling.quantize import Int8; m = Int8(torch.randn(64, 32), torch.zeros(64)); "
             "y = torch.zeros(1, 64); m.into(torch.randn(1, 32), y); print(float(y.abs().sum()) > 0)")
     r = subprocess.run([sys.executable, "-W", "default", "-c", code], capture_output=True, text=True,
                        env=subprocess_env(), timeout=60)

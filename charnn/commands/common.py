@@ -1,42 +1,30 @@
-"""Small helpers the commands share: parsing durations, opening models, writing data."""
+"""Small helpers the commands share: formatting durations, opening models, writing JSON."""
 
 from __future__ import annotations
 
 import json
-import re
+import math
 import sys
 from typing import Any
 
-from charnn.errors import CharnnError
-
-_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
-
-
-def parse_duration(text: str | None) -> float | None:
-    """'90s', '10m', '2h', '1h30m' or a plain number of seconds -> seconds."""
-    if text is None:
-        return None
-    t = text.strip().lower()
-    try:
-        value = float(t)
-    except ValueError:
-        parts = re.findall(r"(\d+(?:\.\d+)?)\s*([smhd])", t)
-        if not parts or "".join(n + u for n, u in parts) != re.sub(r"\s+", "", t):
-            raise CharnnError(f"cannot read {text!r} as a duration: use e.g. 90s, 10m, 2h or 1h30m", 2)
-        value = sum(float(n) * _UNITS[u] for n, u in parts)
-    if not value > 0 or value != value:
-        raise CharnnError(f"--time-budget must be positive, not {text!r}", 2)
-    return value
-
-
 def write_json(obj: Any) -> None:
-    sys.stdout.write(json.dumps(obj, default=_jsonable) + "\n")
+    """One line of strict JSON on stdout: NaN and infinities (not JSON) become null."""
+    sys.stdout.write(json.dumps(jsonable(obj), allow_nan=False) + "\n")
     sys.stdout.flush()
 
 
-def _jsonable(o: Any) -> Any:
+def jsonable(o: Any) -> Any:
+    """Plain JSON data: non-finite floats -> None, tuples -> lists, other objects -> str."""
     if isinstance(o, float):
-        return None if o != o else o
+        return o if math.isfinite(o) else None
+    if isinstance(o, dict):
+        return {str(k): jsonable(v) for k, v in o.items()}
+    if isinstance(o, (list, tuple)):
+        return [jsonable(v) for v in o]
+    if o is None or isinstance(o, (str, int, bool)):
+        return o
+    if hasattr(o, "item") and callable(o.item):   # numpy / torch scalars
+        return jsonable(o.item())
     return str(o)
 
 

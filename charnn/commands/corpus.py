@@ -12,7 +12,7 @@ corpus_app = typer.Typer(help="The corpus catalog: built-in corpora and verified
 
 
 def register(app: typer.Typer) -> None:
-    from charnn.cli import guard
+    from charnn.commands.guard import guard
 
     corpus_app.command("list", help="List catalog corpora.\n\nExample: charnn corpus list --json")(guard(list_cmd))
     corpus_app.command("get", help="Make a corpus available locally (downloading and verifying it "
@@ -41,7 +41,7 @@ def get_cmd(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
 ):
     from charnn import corpora
-    from charnn.progress import DownloadBar
+    from charnn.commands.progress import DownloadBar
 
     with DownloadBar(quiet) as bar:
         path = corpora.get(name, url=url, progress=bar)

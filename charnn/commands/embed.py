@@ -48,7 +48,7 @@ embed_app = typer.Typer(
 
 
 def register(app: typer.Typer) -> None:
-    from charnn.cli import guard
+    from charnn.commands.guard import guard
 
     embed_app.command(
         "build",
@@ -107,9 +107,10 @@ def build_cmd(
     quiet: bool = Opt(False, "--quiet", "-q", help="No progress or summary on stderr."),
     json_out: bool = Opt(False, "--json", help="Print a JSON summary on stdout."),
 ):
-    from charnn import corpora, embed
+    from charnn import corpora
+    from charnn.representations import word2vec as embed
     from charnn.commands.common import write_json
-    from charnn.progress import DownloadBar
+    from charnn.commands.progress import BuildReporter, DownloadBar
 
     config = embed.EmbedConfig(dim=dim, window=window, min_count=min_count, sg=sg, negative=negative,
                                epochs=epochs, workers=workers, seed=seed, lowercase=lowercase,
@@ -142,75 +143,6 @@ def build_cmd(
                     "corpus_cached": stats.cached})
 
 
-class BuildReporter:
-    """Progress of embed.build on stderr: a Rich bar on a terminal (tokenizing by bytes, then
-    training by epoch with words/s and ETA from gensim's epoch callbacks), plain lines otherwise."""
-
-    def __init__(self, quiet: bool = False):
-        self.quiet = quiet
-        self.tty = sys.stderr.isatty()
-        self._bar = None
-        self._task = None
-
-    def _start_bar(self, description: str, total: float, unit_column):
-        from rich.console import Console
-        from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
-
-        self.close()
-        self._bar = Progress(TextColumn("[bold]{task.description}"), BarColumn(bar_width=30),
-                             unit_column, TextColumn("{task.fields[info]}"), TimeRemainingColumn(),
-                             console=Console(stderr=True), transient=False)
-        self._bar.start()
-        self._task = self._bar.add_task(description, total=total, info="")
-
-    def _print(self, text: str) -> None:
-        if self._bar is not None:
-            self._bar.console.print(text, markup=False, highlight=False)
-        else:
-            sys.stderr.write(text + "\n")
-            sys.stderr.flush()
-
-    def __call__(self, ev: dict[str, Any]) -> None:
-        if self.quiet:
-            return
-        kind = ev["event"]
-        if kind == "prepare" and self.tty:
-            if self._bar is None:
-                from rich.progress import DownloadColumn
-
-                self._start_bar("tokenizing", ev["total"], DownloadColumn())
-            self._bar.update(self._task, completed=ev["done"])
-        elif kind == "start":
-            self.close()
-            self._print(
-                f"word2vec on {ev['corpus_words']:,} words ({ev['sentences']:,} sentences"
-                f"{', tokenized corpus from the cache' if ev['cached'] else ''}): vocabulary "
-                f"{ev['vocab']:,} of {ev['distinct']:,} distinct words, {ev['epochs']} epochs, "
-                f"{ev['workers']} worker{'s' if ev['workers'] != 1 else ''}")
-            if self.tty:
-                from rich.progress import MofNCompleteColumn
-
-                self._start_bar("training", ev["epochs"], MofNCompleteColumn())
-                self._bar.update(self._task, info="epoch 1 running")
-        elif kind == "epoch":
-            from charnn.commands.common import fmt_duration
-
-            line = (f"epoch {ev['epoch']}/{ev['epochs']}  {ev['words_per_sec']:,.0f} words/s  "
-                    f"elapsed {fmt_duration(ev['elapsed'])}  ETA {fmt_duration(ev['eta'])}")
-            if self._bar is not None:
-                self._bar.update(self._task, completed=ev["epoch"],
-                                 info=f"{ev['words_per_sec']:,.0f} words/s")
-            else:
-                self._print(line)
-        elif kind == "done":
-            self.close()
-
-    def close(self) -> None:
-        if self._bar is not None:
-            self._bar.stop()
-            self._bar = None
-
-
 # ----------------------------------------------------------------------------------------------
 # queries
 
@@ -236,7 +168,7 @@ def similar_cmd(
     topn: int = Opt(10, help="Neighbours per word."),
     json_out: bool = Opt(False, "--json", help="One JSON object per query word."),
 ):
-    from charnn import embed
+    from charnn.representations import word2vec as embed
     from charnn.commands.common import write_json
 
     words = _words(words)
@@ -259,7 +191,7 @@ def analogy_cmd(
     topn: int = Opt(5, help="Answers per question, best first."),
     json_out: bool = Opt(False, "--json", help="One JSON object per question."),
 ):
-    from charnn import embed
+    from charnn.representations import word2vec as embed
     from charnn.commands.common import write_json
 
     if words:
@@ -291,7 +223,7 @@ def vector_cmd(
     words: Optional[List[str]] = Arg(None, help="Words. [default: read from stdin]"),
     json_out: bool = Opt(False, "--json", help="One JSON object per word."),
 ):
-    from charnn import embed
+    from charnn.representations import word2vec as embed
     from charnn.commands.common import write_json
 
     words = _words(words)
@@ -312,7 +244,7 @@ def eval_cmd(
                         "word2vec papers do)."),
     json_out: bool = Opt(False, "--json", help="Print the scores as JSON."),
 ):
-    from charnn import embed
+    from charnn.representations import word2vec as embed
     from charnn.commands.common import write_json
 
     kv = embed.load(vectors)

@@ -9,7 +9,7 @@ import typer
 
 
 def register(app: typer.Typer) -> None:
-    from charnn.cli import guard
+    from charnn.commands.guard import guard
 
     app.command(
         "eval",
@@ -31,11 +31,12 @@ def eval_cmd(
     from charnn import corpora
     from charnn.commands.common import load_model, write_json
     from charnn.errors import CharnnError
-    from charnn.train import count_chars, evaluate, LN2
+    from charnn.training.dataset import count_chars
+    from charnn.training.evaluate import LN2, evaluate
 
     import math
 
-    from charnn import quantize as q
+    from charnn.sampling import quantize as q
 
     quantize = q.check(quantize, "cpu")
     path, ckpt, model, tok = load_model(checkpoint)
@@ -45,11 +46,11 @@ def eval_cmd(
     ids = encode_corpus(Path(text_path), tok.name, tokenizer=tok).ids
     if len(ids) < 2:
         raise CharnnError(f"{file} is too short to score (it needs at least 2 tokens)")
-    from charnn.bow import cond_for
+    from charnn.representations.bow import cond_for
 
     cond = cond_for(ckpt, tok, ids)
     if quantize == "int8":
-        from charnn.sample import evaluate_stepwise
+        from charnn.sampling.generate import evaluate_stepwise
 
         loss, n = evaluate_stepwise(model, ids, batch_size, seq_len, cond=cond, quantize=quantize)
     else:

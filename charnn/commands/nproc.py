@@ -1,5 +1,5 @@
 """`charnn train --nproc N` and torchrun: how the train command joins or starts a distributed
-run. The process group itself lives in charnn.distributed; the launcher in charnn.launch."""
+run. The process group itself lives in charnn.training.distributed; the launcher in charnn.training.launch."""
 
 from __future__ import annotations
 
@@ -14,12 +14,12 @@ from charnn.errors import CharnnError
 
 
 def in_session(fn):
-    """Run the command inside charnn.distributed.session(): under torchrun it joins the process
+    """Run the command inside charnn.training.distributed.session(): under torchrun it joins the process
     group (and always leaves it); in a plain process it is a single-process group."""
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
-        from charnn import distributed
+        from charnn.training import distributed
 
         if kwargs.get("nproc") is not None and distributed.launched():
             # before joining: --nproc under torchrun would start processes from processes
@@ -37,9 +37,10 @@ def launch(ctx: typer.Context, nproc: int, corpus: Optional[str], out: Optional[
     """`--nproc N`: start this same command on N ranks through torch.distributed.run and return
     their exit status. What only this process can do happens here first: reading stdin, and
     downloading a catalog corpus (once, with one progress bar)."""
-    from charnn import corpora, distributed
-    from charnn import launch as launcher
-    from charnn.progress import DownloadBar
+    from charnn import corpora
+    from charnn.training import distributed
+    from charnn.training import launch as launcher
+    from charnn.commands.progress import DownloadBar
 
     if nproc < 1:
         raise CharnnError("--nproc must be at least 1", 2)

@@ -16,7 +16,7 @@ FLUSH_EVERY = 0.02
 
 
 def register(app: typer.Typer) -> None:
-    from charnn.cli import guard
+    from charnn.commands.guard import guard
 
     app.command(
         "sample",
@@ -60,24 +60,24 @@ def sample_cmd(
                        stop=stop, num_samples=num_samples, seed=seed)
     import torch
 
-    from charnn import quantize as q
+    from charnn.sampling import quantize as q
 
     dev = torch.device("cpu")
     if device != "cpu":
-        from charnn.train import pick_device
+        from charnn.machine import pick_device
 
         dev = pick_device(device)
     quantize = q.check(quantize, dev)
     torch.set_num_threads(threads)
     path, ckpt, model, tok = load_model(run, mmap=True)
 
-    from charnn.sample import encode_prime, generate
+    from charnn.sampling.generate import encode_prime, generate
 
     encode_prime(tok, cfg.prime)  # unknown prime characters fail before anything is printed
     model.to(dev)
     cond = None
     if topic is not None or model.cfg.input == "bow":
-        from charnn.bow import topic_cond
+        from charnn.representations.bow import topic_cond
 
         cond = topic_cond(ckpt, model, topic)                 # (1, bow_dim)
         cond = cond.to(dev)

@@ -21,7 +21,7 @@ KINDS = ("onehot", "bow", "word2vec")
 
 
 def register(app: typer.Typer) -> None:
-    from charnn.cli import guard
+    from charnn.commands.guard import guard
 
     app.command(
         "tokenize",
@@ -54,7 +54,7 @@ def tokenize_cmd(
     max_vocab: Optional[int] = Opt(None, help="Fitting word on FILE: keep at most this many tokens."),
 ):
     from charnn.tokenizers import escape_token
-    from charnn.vectorize import read_lines
+    from charnn.representations.vectorize import read_lines
 
     fit = dict(vocab_size=vocab_size, min_count=min_count, max_vocab=max_vocab)
     tok = _tokenizer(tokenizer, model, file, fit, need_vocab=ids)
@@ -86,7 +86,7 @@ def vectorize_cmd(
 ):
     import json
 
-    from charnn.vectorize import read_lines
+    from charnn.representations.vectorize import read_lines
 
     if kind not in KINDS:
         raise CharnnError(f"unknown --kind {kind!r}: choose one of {', '.join(KINDS)}", 2)
@@ -123,7 +123,7 @@ def vectorize_cmd(
 
 
 def _vectorizer(kind, fit, model, vectors, weight, tokenizer, fit_opts, file):
-    from charnn.vectorize import BowLines, BowVocab, OneHotLines, Word2VecLines, load_vectors, read_lines
+    from charnn.representations.vectorize import BowLines, BowVocab, OneHotLines, Word2VecLines, load_vectors, read_lines
 
     if kind == "word2vec":
         if not vectors:

@@ -17,7 +17,7 @@ Opt = typer.Option
 
 
 def register(app: typer.Typer) -> None:
-    from charnn.cli import guard
+    from charnn.commands.guard import guard
     from charnn.commands.nproc import in_session
 
     app.command(
@@ -79,7 +79,7 @@ def train_cmd(
     params = dict(locals())
     del params["ctx"], params["nproc"]
     started = time.time()
-    from charnn.distributed import launched
+    from charnn.training.distributed import launched
 
     if launched() and "CHARNN_LAUNCHED_AT" in os.environ:
         started = float(os.environ["CHARNN_LAUNCHED_AT"])   # --nproc: the budget counts from its start
@@ -107,10 +107,11 @@ def _train(stack, started, *, corpus, out, cell, layers, hidden, embed_dim, drop
 
     from charnn import checkpoint as ckpt_io
     from charnn import corpora
-    from charnn.commands.common import parse_duration, write_json
+    from charnn.commands.common import write_json
+    from charnn.config import parse_duration
     from charnn.config import ModelConfig, TrainConfig
-    from charnn.distributed import current
-    from charnn.progress import TrainReporter
+    from charnn.training.distributed import current
+    from charnn.commands.progress import TrainReporter
 
     group = current()            # this process's rank; a single process outside torchrun
     quiet = quiet or not group.is_main
@@ -150,7 +151,7 @@ def _train(stack, started, *, corpus, out, cell, layers, hidden, embed_dim, drop
         # a resumed run keeps its model and data layout; only limits and the device may change
         overrides = {**stop_flags, **({"device": device} if device else {}),
                      **({"amp": amp} if amp is not None else {}),
-                     **({"eval_every": eval_every, "save_every": eval_every} if eval_every else {})}
+                     **({"eval_every": eval_every} if eval_every else {})}
         if stop_flags:
             overrides = {"epochs": None, "max_steps": None, "time_budget": None, **overrides}
         train_cfg = dataclasses.replace(old, **overrides)
@@ -172,11 +173,10 @@ def _train(stack, started, *, corpus, out, cell, layers, hidden, embed_dim, drop
             stop_flags = {"time_budget": 300.0}
         tc = dict(seq_len=seq_len, batch_size=batch_size, lr=lr, grad_clip=grad_clip, warmup=warmup,
                   val_frac=val_frac, eval_every=eval_every, device=device, amp=amp, seed=seed)
-        train_cfg = TrainConfig(**{k: v for k, v in tc.items() if v is not None}, **stop_flags,
-                                **({"save_every": eval_every} if eval_every else {}))
+        train_cfg = TrainConfig(**{k: v for k, v in tc.items() if v is not None}, **stop_flags)
     group.check_batch(train_cfg.batch_size, resumed=resumed is not None)
 
-    from charnn.progress import DownloadBar
+    from charnn.commands.progress import DownloadBar
 
     def resolve():
         with DownloadBar(quiet) as bar:
@@ -198,7 +198,8 @@ def _train(stack, started, *, corpus, out, cell, layers, hidden, embed_dim, drop
     group.hint = (f"the last checkpoint in {run_dir} is intact: continue with "
                   f"charnn train --resume {run_dir}")
 
-    from charnn.train import prepare_data, train
+    from charnn.training.dataset import prepare_data
+    from charnn.training.trainer import train
 
     tok_obj = None
     if resumed is not None:
@@ -222,7 +223,7 @@ def _train(stack, started, *, corpus, out, cell, layers, hidden, embed_dim, drop
         if tok0 != data.tokenizer.to_dict():
             data = prepare_data(path, tok_name, train_cfg.val_frac, fit_options,
                                 tokenizer=tokenizer_from_dict(tok0))
-    from charnn.inputs import setup_input
+    from charnn.representations.inputs import setup_input
 
     if doc_sep is not None:
         doc_sep = doc_sep.replace("\\n", "\n").replace("\\t", "\t")
@@ -237,8 +238,8 @@ def _train(stack, started, *, corpus, out, cell, layers, hidden, embed_dim, drop
         mc.update(inp.model_options)   # e.g. word2vec sets embed_dim from the vectors
         if train_cfg.time_budget is not None and train_cfg.max_steps is None and train_cfg.epochs is None:
             # only the clock limits the run: choose the size and schedule that learn most in it
-            from charnn import autosize
-            from charnn.train import pick_device
+            from charnn.training import autosize
+            from charnn.machine import pick_device
 
             fixed = {**{k: v for k, v in mc.items() if k in ("layers", "hidden", "embed_dim", "dropout")},
                      **{k: v for k, v in tc.items() if k in ("batch_size", "seq_len", "lr", "warmup")}}

@@ -80,7 +80,7 @@ def timeout_seconds() -> float:
     text = os.environ.get("CHARNN_DIST_TIMEOUT")
     if not text:
         return DEFAULT_TIMEOUT
-    from charnn.commands.common import parse_duration
+    from charnn.config import parse_duration
 
     try:
         return parse_duration(text)

@@ -134,8 +134,8 @@ class BowVocab:
 def load_vectors(path: str | Path):
     """Word vectors from a file -> gensim KeyedVectors: gensim's native .kv (read with an
     allow-listed unpickler, so it cannot run code) or word2vec text/binary, with or without the
-    "N D" header. One loader for the whole toolkit: charnn.embed.load."""
-    from charnn.embed import load
+    "N D" header. One loader for the whole toolkit: charnn.representations.word2vec.load."""
+    from charnn.representations.word2vec import load
 
     return load(Path(path))
 

@@ -5,7 +5,7 @@
     word2vec   the embedding starts from word vectors (--vectors; word tokenizer only), and
                --freeze-embeddings keeps them fixed
     bow        the embedding plus a learned projection of the current document's bag of words
-               (charnn.bow), so sampling can be steered with --topic
+               (charnn.representations.bow), so sampling can be steered with --topic
 
 setup_input() returns what the model config gains, an init hook for train(), and messages for
 stderr; it never prints.
@@ -37,8 +37,8 @@ def setup_input(data, input: str | None, vectors: str | None = None, embed_dim: 
         # the model config comes from the checkpoint; only the bow vectors need rebuilding
         mc = resumed.get("model_config", {})
         if mc.get("input") == "bow":
-            from charnn.bow import prepare_bow
-            from charnn.vectorize import BowVocab
+            from charnn.representations.bow import prepare_bow
+            from charnn.representations.vectorize import BowVocab
 
             state = resumed.get("bow") or {}
             data.bow, _ = prepare_bow(data.tokenizer, data.train_ids, data.val_ids,
@@ -58,7 +58,7 @@ def setup_input(data, input: str | None, vectors: str | None = None, embed_dim: 
     elif input == "word2vec":
         _word2vec(out, data.tokenizer, vectors, embed_dim, seed)
     elif input == "bow":
-        from charnn.bow import prepare_bow
+        from charnn.representations.bow import prepare_bow
 
         data.bow, warnings = prepare_bow(data.tokenizer, data.train_ids, data.val_ids,
                                          doc_sep if doc_sep is not None else "\n\n",
@@ -77,7 +77,7 @@ def setup_input(data, input: str | None, vectors: str | None = None, embed_dim: 
 def _word2vec(out: InputSetup, tokenizer, path: str | None, embed_dim: int | None, seed: int) -> None:
     import torch
 
-    from charnn.vectorize import embedding_from_vectors, load_vectors
+    from charnn.representations.vectorize import embedding_from_vectors, load_vectors
 
     if tokenizer.name != "word":
         raise CharnnError("--input word2vec needs --tokenizer word (word vectors are per word)", 2)

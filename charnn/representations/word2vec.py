@@ -19,13 +19,14 @@ import json
 import os
 import pickle
 import re
-import tempfile
 import time
 from collections import Counter
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable, Optional
 
+from charnn import atomic
+from charnn.atomic import atomic_file, atomic_path
 from charnn.errors import CharnnError
 from charnn.machine import available_cores
 from charnn.tokenizers.word import split_words
@@ -83,7 +84,7 @@ def prepare_corpus(source: Path, lowercase: bool = False, progress: Progress | N
 
     Streams: one chunk of text (a few MiB) and the word counts are in memory at a time.
     """
-    from charnn.data import _atomic_write_text, cache_dir, file_digest, iter_text
+    from charnn.data import cache_dir, file_digest, iter_text
 
     source = Path(source)
     if not source.is_file():
@@ -101,39 +102,32 @@ def prepare_corpus(source: Path, lowercase: bool = False, progress: Progress | N
     total_bytes = source.stat().st_size
     counts: Counter[str] = Counter()
     sentences = done = 0
-    fd, tmp = tempfile.mkstemp(dir=d, prefix=f".{key}.", suffix=".part")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as out:
-            open_line = False  # the last chunk ended inside a line (a line longer than a chunk)
-            for chunk in iter_text(source):
-                done += len(chunk.encode("utf-8"))
-                if lowercase:
-                    chunk = chunk.lower()
-                tokens = split_words(chunk)
-                counts.update(tokens)
-                text = _BREAKS.sub("\n", " ".join(tokens))
-                if not open_line:
-                    text = text.lstrip("\n")
-                if text:
-                    out.write((" " if open_line and text[0] != "\n" else "") + text)
-                    sentences += text.count("\n")
-                    open_line = not text.endswith("\n")
-                if progress:
-                    progress({"event": "prepare", "done": done, "total": total_bytes})
-            if open_line:
-                out.write("\n")
-                sentences += 1
+    with atomic_file(text_path, "w", suffix=".part") as out:
+        open_line = False  # the last chunk ended inside a line (a line longer than a chunk)
+        for chunk in iter_text(source):
+            done += len(chunk.encode("utf-8"))
+            if lowercase:
+                chunk = chunk.lower()
+            tokens = split_words(chunk)
+            counts.update(tokens)
+            text = _BREAKS.sub("\n", " ".join(tokens))
+            if not open_line:
+                text = text.lstrip("\n")
+            if text:
+                out.write((" " if open_line and text[0] != "\n" else "") + text)
+                sentences += text.count("\n")
+                open_line = not text.endswith("\n")
+            if progress:
+                progress({"event": "prepare", "done": done, "total": total_bytes})
+        if open_line:
+            out.write("\n")
+            sentences += 1
         counts.pop("\n", None)
         words = sum(counts.values())
         if words == 0:
             raise CharnnError(f"{source}: the corpus has no words")
-        os.replace(tmp, text_path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
     counts_dict = dict(counts)
-    _atomic_write_text(meta_path, json.dumps({
+    atomic.write_text(meta_path, json.dumps({
         "source": str(source), "lowercase": lowercase, "sentences": sentences, "words": words,
         "bytes": text_path.stat().st_size, "counts": counts_dict,
     }, ensure_ascii=False))
@@ -251,21 +245,11 @@ def save(kv, path: Path, fmt: str | None = None) -> str:
     if not parent.is_dir():
         raise CharnnError(f"{parent}: no such directory")
     # the temp name ends with the real name, so compression by suffix is decided the same way
-    fd, tmp = tempfile.mkstemp(dir=parent, prefix=".", suffix=f".part-{path.name}")
-    os.close(fd)
-    try:
+    with atomic_path(path, prefix=".", suffix=f".part-{path.name}") as pending:
         if fmt == "native":
-            kv.save(tmp, sep_limit=1 << 62)
+            kv.save(pending.tmp, sep_limit=1 << 62)
         else:
-            kv.save_word2vec_format(tmp, binary=fmt == "word2vec-bin")
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes it private; a finished file is ordinary
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+            kv.save_word2vec_format(pending.tmp, binary=fmt == "word2vec-bin")
     return fmt
 
 

@@ -19,7 +19,7 @@ import numpy as np
 from charnn.data import batchify
 from charnn.errors import CharnnError
 from charnn.tokenizers import Tokenizer
-from charnn.vectorize import BowVocab, bow_words
+from charnn.representations.vectorize import BowVocab, bow_words
 
 DEFAULT_BOW_VOCAB = 2000
 # unit-length (L2) term frequencies: entries of a usable size whatever the document's length,
@@ -73,7 +73,7 @@ class DocCond:
         row of the document its *target* token belongs to, so the first word of a document is
         predicted already knowing that document's words. RNNLM projects the K rows first and
         gathers per step, so the (B, t, dim) tensor is never built. streams_rows: the streams of
-        this rank in a distributed run (charnn.distributed)."""
+        this rank in a distributed run (charnn.training.distributed)."""
         import torch
 
         streams = batchify(self.doc_ids, batch_size)[streams_rows]    # (B, L), a view

@@ -1,0 +1,183 @@
+"""Step-wise generation: one token at a time with the recurrent state carried, never re-running
+the model over the prefix.
+
+The prime is read with the model's fused forward; after that `Stepper` takes over. At batch 1 a
+step is a few matrix-vector products, and calling nn.LSTM once per token spends most of its time
+on per-call overhead, so the Stepper does the step on plain tensors with everything arranged
+ahead of time:
+  - layer 0's input projection is a lookup: table = E @ W_ih0^T + biases, (V, G), so an
+    embedding lookup plus a matmul becomes one row gather;
+  - LSTM and RNN layers above do one addmm on [x, h] against pre-concatenated [W_ih; W_hh]^T;
+    the hidden states of all layers sit side by side in one buffer [h_0 | h_1 | ...], so
+    [x, h] for layer l is a fixed slice of it, [h_{l-1} | h_l], with no concatenation;
+  - LSTM gate rows are reordered to (i, f, o, g) so one sigmoid covers three gates;
+  - every buffer (state, gates, logits) and every view of one is made once; a step writes
+    into them in place (out=, in-place ops), so it allocates nothing and slices nothing.
+G is the gate width: 4H (LSTM), 3H (GRU), H (RNN). With quantize="int8" the recurrent and
+output products run in dynamic int8 (charnn.sampling.quantize: those large enough to gain from it); the
+lookup table stays fp32.
+
+Picking the next token and the generation loop live in charnn.sampling.generate.
+"""
+
+from __future__ import annotations
+
+from typing import Iterator
+
+import torch
+
+from charnn.sampling import quantize as q
+from charnn.errors import CharnnError
+from charnn.model import RNNLM, State
+
+_GATES = {"lstm": 4, "gru": 3, "rnn": 1}
+
+
+class Stepper:
+    """One step of the stacked cell for N streams, on weights and buffers prepared once.
+
+        stepper = Stepper(model, batch_size=N, cond=cond, quantize="none" | "int8")
+        stepper.load_state(state)     # an RNNLM state -> the stepper's buffers
+        logits = stepper.step(ids)    # ids (N,) int64 -> logits (N, V)
+        state = stepper.state()       # the buffers -> an RNNLM state (a copy)
+
+    `step` returns its logits buffer, which the next step overwrites.
+    """
+
+    def __init__(self, model: RNNLM, batch_size: int = 1, cond: torch.Tensor | None = None,
+                 quantize: str = "none"):
+        cfg = model.cfg
+        self.cell, L, H = cfg.cell, cfg.layers, cfg.hidden
+        self.layers, self.hidden, self.batch_size = L, H, batch_size
+        N, G, V = batch_size, _GATES[cfg.cell] * H, cfg.vocab_size
+        dev = model.head.weight.device
+        if quantize == "int8" and dev.type != "cpu":
+            raise CharnnError("--quantize int8 runs on the CPU")
+        rnn = model.rnn
+
+        def w(name: str, l: int) -> torch.Tensor:       # a weight or bias, gate rows reordered
+            t = getattr(rnn, f"{name}_l{l}").detach().float()
+            if self.cell == "lstm":  # PyTorch's (i, f, g, o) -> (i, f, o, g), by slices (a gather is slower)
+                t = torch.cat([t[:2 * H], t[3 * H:], t[2 * H:3 * H]])
+            return t
+
+        def mm(W: torch.Tensor, b: torch.Tensor | None = None):
+            return q.matmul(W, b, quantize)
+
+        with torch.no_grad():
+            W_ih0, b_ih0, b_hh0 = w("weight_ih", 0), w("bias_ih", 0), w("bias_hh", 0)
+            self.W_ih0 = W_ih0                                                 # (G, in_dim)
+            emb = model.embed.weight.detach().float() if model.embed is not None else None
+            table = emb @ W_ih0.T if emb is not None else W_ih0.T.clone()      # (V, G)
+            table += b_ih0
+            if self.cell != "gru":
+                table += b_hh0      # GRU keeps b_hh apart: it sits inside r * (W_hn h + b_hn)
+            self.table = table.contiguous()
+            # --input bow: the conditioning vector adds a constant to layer 0's gates
+            self.cond_gates = None
+            if model.cond is not None and cond is not None:
+                cg = self.input_gates(model.cond(cond.float().to(dev)))          # (1 or N, G)
+                self.cond_gates = cg.expand(N, G).contiguous()
+            # layer 0: h_0 @ W_hh0^T; layers above: [h_{l-1}, h_l] @ [W_ih; W_hh]^T (GRU: apart)
+            self.rec: list = [mm(w("weight_hh", 0), b_hh0 if self.cell == "gru" else None)]
+            self.inp: list = [None]
+            for l in range(1, L):
+                W_ih, W_hh, b_ih, b_hh = w("weight_ih", l), w("weight_hh", l), w("bias_ih", l), w("bias_hh", l)
+                if self.cell == "gru":
+                    self.inp.append(mm(W_ih, b_ih))                            # (3H, H)
+                    self.rec.append(mm(W_hh, b_hh))                            # (3H, H)
+                else:
+                    self.inp.append(mm(torch.cat([W_ih, W_hh], 1), b_ih + b_hh))  # (G, 2H)
+                    self.rec.append(None)
+            self.proj = mm(model.proj.weight) if model.proj is not None else None   # (E, H)
+            self.head = mm(model.head.weight, model.head.bias)                    # (V, H or E)
+
+        z = lambda *shape: torch.zeros(*shape, device=dev)  # noqa: E731
+        self.h = z(N, L * H)                     # [h_0 | h_1 | ... ]
+        self.c = z(N, L * H) if self.cell == "lstm" else None
+        self.gates = z(N, G)                     # layer l's gates; GRU: its input part
+        self.gh = z(N, G) if self.cell == "gru" else None   # GRU: the recurrent part
+        self.tmp = z(N, H)
+        self.top = z(N, cfg.embed_dim) if self.proj is not None else None
+        self.logits = z(N, V)
+        # views, made once: slicing a tensor costs about as much as a small op
+        self.h_l = [self.h[:, l * H:(l + 1) * H] for l in range(L)]                 # (N, H)
+        self.xh_l = [None] + [self.h[:, (l - 1) * H:(l + 1) * H] for l in range(1, L)]  # (N, 2H)
+        g = self.gates
+        if self.cell == "lstm":
+            self.c_l = [self.c[:, l * H:(l + 1) * H] for l in range(L)]
+            self.g_ifo, self.g_i, self.g_f = g[:, :3 * H], g[:, :H], g[:, H:2 * H]
+            self.g_o, self.g_g = g[:, 2 * H:3 * H], g[:, 3 * H:]
+        elif self.cell == "gru":
+            self.g_rz, self.g_r, self.g_z, self.g_n = g[:, :2 * H], g[:, :H], g[:, H:2 * H], g[:, 2 * H:]
+            self.gh_rz, self.gh_n = self.gh[:, :2 * H], self.gh[:, 2 * H:]
+        self._layers = {"lstm": self._lstm, "gru": self._gru, "rnn": self._rnn}[self.cell]
+
+    def input_gates(self, x: torch.Tensor) -> torch.Tensor:
+        """Input vectors (..., in_dim) -> their contribution to layer 0's gates (..., G)."""
+        return x @ self.W_ih0.T
+
+    def load_state(self, state: State) -> None:
+        """An RNNLM state, tuple of (layers, N, H) tensors -> the buffers."""
+        N, L, H = self.batch_size, self.layers, self.hidden
+        self.h.view(N, L, H).copy_(state[0].transpose(0, 1))
+        if self.c is not None:
+            self.c.view(N, L, H).copy_(state[1].transpose(0, 1))
+
+    def state(self) -> State:
+        N, L, H = self.batch_size, self.layers, self.hidden
+        h = self.h.view(N, L, H).transpose(0, 1).contiguous()
+        return (h,) if self.c is None else (h, self.c.view(N, L, H).transpose(0, 1).contiguous())
+
+    def step(self, ids: torch.Tensor, extra_gates: torch.Tensor | None = None) -> torch.Tensor:
+        """ids (N,) int64 -> logits (N, V). extra_gates (N, G): added to layer 0's gates (per-step
+        conditioning, as `charnn eval` gives a --input bow model)."""
+        with torch.inference_mode():
+            g = self.gates
+            torch.index_select(self.table, 0, ids, out=g)                       # x_t's gates
+            if self.cond_gates is not None:
+                g.add_(self.cond_gates)
+            if extra_gates is not None:
+                g.add_(extra_gates)
+            self._layers()
+            x = self.h_l[-1]
+            if self.proj is not None:
+                self.proj.into(x, self.top)
+                x = self.top
+            self.head.into(x, self.logits)
+        return self.logits
+
+    def _lstm(self) -> None:
+        g, i, f, o, gg = self.gates, self.g_i, self.g_f, self.g_o, self.g_g
+        for l in range(self.layers):
+            h, c = self.h_l[l], self.c_l[l]
+            if l == 0:
+                self.rec[0].add_into(h, g)                          # + h_0 @ W_hh0^T
+            else:
+                self.inp[l].into(self.xh_l[l], g)                   # [h_{l-1}, h_l] @ W^T + b
+            self.g_ifo.sigmoid_()
+            gg.tanh_()
+            c.mul_(f).addcmul_(i, gg)                               # c = f c + i g
+            torch.tanh(c, out=self.tmp)
+            torch.mul(o, self.tmp, out=h)                           # h = o tanh(c)
+
+    def _rnn(self) -> None:
+        g = self.gates
+        for l in range(self.layers):
+            if l == 0:
+                self.rec[0].add_into(self.h_l[0], g)
+            else:
+                self.inp[l].into(self.xh_l[l], g)
+            torch.tanh(g, out=self.h_l[l])
+
+    def _gru(self) -> None:
+        # r, z from x and h together; n = tanh(W_in x + b_in + r * (W_hn h + b_hn))
+        r, z, n = self.g_r, self.g_z, self.g_n
+        for l in range(self.layers):
+            h = self.h_l[l]
+            if l > 0:
+                self.inp[l].into(self.h_l[l - 1], self.gates)       # W_i x + b_i
+            self.rec[l].into(h, self.gh)                            # W_h h + b_h
+            self.g_rz.add_(self.gh_rz).sigmoid_()
+            n.addcmul_(r, self.gh_n).tanh_()
+            h.sub_(n).mul_(z).add_(n)                               # h = n + z (h - n)
