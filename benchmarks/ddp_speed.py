@@ -33,8 +33,9 @@ REPO = Path(__file__).resolve().parents[1]
 SHAKESPEARE = REPO.parent / "shared" / "corpora" / "tinyshakespeare.txt"
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from charnn.machine import available_cores  # noqa: E402
 from machine_info import cpu_name  # noqa: E402
+
+from charnn.machine import available_cores  # noqa: E402
 
 
 def run_point(corpus: Path, layers: int, hidden: int, args, nproc: int, threads: int | None,

@@ -60,8 +60,8 @@ def bench(cache: str) -> None:
     from gensim.models.word2vec import LineSentence
 
     from charnn import corpora
-    from charnn.representations import word2vec as embed
     from charnn.machine import available_cores
+    from charnn.representations import word2vec as embed
 
     source = corpora.resolve(args.corpus)
     config = embed.EmbedConfig(dim=args.dim, window=args.window, min_count=args.min_count, sg=args.sg,

@@ -20,8 +20,8 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from charnn.training.autosize import flops_per_token, measure, parameters  # noqa: E402
 from charnn.config import ModelConfig  # noqa: E402
+from charnn.training.autosize import flops_per_token, measure, parameters  # noqa: E402
 
 DEFAULT = ["2x256:B32:T128", "2x256:B32:T64", "2x384:B32:T128", "2x384:B32:T64", "2x384:B64:T64",
            "2x512:B32:T128", "2x512:B32:T64", "2x512:B64:T64", "3x512:B32:T64", "2x768:B32:T64"]

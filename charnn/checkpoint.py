@@ -21,8 +21,9 @@ import pickle
 import re
 import warnings
 import zipfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from charnn.atomic import atomic_file
 from charnn.errors import CharnnError
@@ -404,7 +405,7 @@ class RunLock:
         self._fd: int | None = None
         self._created: list[Path] = []    # folders entering made, deepest first
 
-    def __enter__(self) -> "RunLock":
+    def __enter__(self) -> RunLock:
         import fcntl
 
         d = self.dir

@@ -12,9 +12,10 @@ import http.client
 import os
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Optional
 
 from charnn.atomic import atomic_file
 from charnn.errors import CharnnError

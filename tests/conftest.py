@@ -35,6 +35,18 @@ def _isolated(tmp_path, monkeypatch):
 
 
 @pytest.fixture
+def browser():
+    """A headless chromium (selenium WebDriver); the test is skipped where none is installed."""
+    from tests.browser import start
+
+    driver = start()
+    try:
+        yield driver
+    finally:
+        driver.quit()
+
+
+@pytest.fixture
 def tiny_corpus(tmp_path) -> Path:
     """~6 KB of repetitive English: enough for a few training steps in well under a second."""
     lines = [

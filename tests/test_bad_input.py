@@ -281,7 +281,7 @@ def test_a_100_mb_text_with_no_newline_trains_in_flat_memory(tmp_path):
 
     big = tmp_path / "oneline.txt"
     rng = np.random.default_rng(0)
-    alphabet = np.frombuffer("abcdefgh ".encode(), dtype=np.uint8)
+    alphabet = np.frombuffer(b"abcdefgh ", dtype=np.uint8)
     with open(big, "wb") as f:
         for _ in range(10):
             f.write(alphabet[rng.integers(0, len(alphabet), 10_000_000)].tobytes())

@@ -18,8 +18,8 @@ import pytest
 import torch
 
 from charnn import checkpoint
-from charnn.training.distributed import Group, error_line
 from charnn.errors import CharnnError
+from charnn.training.distributed import Group, error_line
 from tests.conftest import charnn_cmd, cli, subprocess_env
 
 FLAGS = ["--hidden", "32", "--layers", "1", "--embed-dim", "16", "--seq-len", "16", "--batch-size", "4",

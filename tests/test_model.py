@@ -14,10 +14,10 @@ from charnn.config import ModelConfig, SampleConfig, TrainConfig
 from charnn.model import RNNLM
 from charnn.sampling.generate import pick, sample_text
 from charnn.sampling.stepper import Stepper
+from charnn.tokenizers.char import CharTokenizer
 from charnn.training.dataset import TrainData, prepare_data
 from charnn.training.evaluate import evaluate
 from charnn.training.trainer import train
-from charnn.tokenizers.char import CharTokenizer
 
 
 @pytest.mark.parametrize("cell", ["lstm", "gru", "rnn"])

@@ -63,8 +63,8 @@ def test_onehot_input_trains_and_samples(tiny_corpus, tmp_path):
 @pytest.mark.parametrize("fmt", ["kv", "txt", "bin"])
 def test_word2vec_init_copies_vectors_exactly(tiny_corpus, tmp_path, fmt):
     from charnn.config import ModelConfig
-    from charnn.representations.inputs import setup_input
     from charnn.model import RNNLM
+    from charnn.representations.inputs import setup_input
     from charnn.training.dataset import prepare_data
 
     data = prepare_data(tiny_corpus, "word")

@@ -12,9 +12,9 @@ import pytest
 import torch
 
 from charnn import checkpoint
-from charnn.sampling import quantize as q
 from charnn.config import ModelConfig, SampleConfig
 from charnn.model import RNNLM
+from charnn.sampling import quantize as q
 from charnn.sampling.generate import Picker, evaluate_stepwise, pick, sample_text
 from charnn.sampling.stepper import Stepper
 from charnn.tokenizers.char import CharTokenizer
@@ -145,8 +145,8 @@ def test_quantized_eval_of_a_bow_model_matches_its_documents(tmp_path, all_int8)
     run = _trained(corpus, "--input", "bow")
     ckpt = checkpoint.load(run / "latest.pt")
     model, tok = checkpoint.build_model(ckpt)
-    from charnn.representations.bow import cond_for
     from charnn.data import encode_corpus
+    from charnn.representations.bow import cond_for
 
     ids = encode_corpus(corpus, "char", tokenizer=tok).ids
     cond = cond_for(ckpt, tok, ids)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import io
 import json
-from functools import lru_cache
+from functools import cache
 
 import numpy as np
 import pytest
@@ -24,7 +24,7 @@ LOSSLESS = ("char", "byte", "bpe", "unigram")
 SETTINGS = settings(max_examples=50, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
-@lru_cache(maxsize=None)
+@cache
 def fitted(name: str):
     return get_tokenizer_class(name).fit(lambda: iter([CORPUS]), vocab_size=400)
 

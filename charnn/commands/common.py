@@ -7,6 +7,7 @@ import math
 import sys
 from typing import Any
 
+
 def write_json(obj: Any) -> None:
     """One line of strict JSON on stdout: NaN and infinities (not JSON) become null."""
     sys.stdout.write(json.dumps(jsonable(obj), allow_nan=False) + "\n")

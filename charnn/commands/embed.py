@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Any, List, Optional
+from typing import Optional
 
 import typer
 from typer.core import TyperGroup
@@ -108,9 +108,9 @@ def build_cmd(
     json_out: bool = Opt(False, "--json", help="Print a JSON summary on stdout."),
 ):
     from charnn import corpora
-    from charnn.representations import word2vec as embed
     from charnn.commands.common import write_json
     from charnn.commands.progress import BuildReporter, DownloadBar
+    from charnn.representations import word2vec as embed
 
     config = embed.EmbedConfig(dim=dim, window=window, min_count=min_count, sg=sg, negative=negative,
                                epochs=epochs, workers=workers, seed=seed, lowercase=lowercase,
@@ -153,7 +153,7 @@ def _stdin_lines(what: str) -> list[str]:
     return [line for line in sys.stdin.read().splitlines() if line.strip()]
 
 
-def _words(words: Optional[List[str]], what: str = "words") -> list[str]:
+def _words(words: Optional[list[str]], what: str = "words") -> list[str]:
     if words:
         return list(words)
     got = [w for line in _stdin_lines(what) for w in line.split()]
@@ -164,12 +164,12 @@ def _words(words: Optional[List[str]], what: str = "words") -> list[str]:
 
 def similar_cmd(
     vectors: Path = Arg(..., help="Vectors file: .kv, word2vec text or binary."),
-    words: Optional[List[str]] = Arg(None, help="Query words. [default: read from stdin]"),
+    words: Optional[list[str]] = Arg(None, help="Query words. [default: read from stdin]"),
     topn: int = Opt(10, help="Neighbours per word."),
     json_out: bool = Opt(False, "--json", help="One JSON object per query word."),
 ):
-    from charnn.representations import word2vec as embed
     from charnn.commands.common import write_json
+    from charnn.representations import word2vec as embed
 
     words = _words(words)
     kv = embed.load(vectors)
@@ -186,13 +186,13 @@ def similar_cmd(
 
 def analogy_cmd(
     vectors: Path = Arg(..., help="Vectors file: .kv, word2vec text or binary."),
-    words: Optional[List[str]] = Arg(None, help="A B C: A is to B as C is to ? "
+    words: Optional[list[str]] = Arg(None, help="A B C: A is to B as C is to ? "
                                      "[default: 'A B C' lines from stdin]"),
     topn: int = Opt(5, help="Answers per question, best first."),
     json_out: bool = Opt(False, "--json", help="One JSON object per question."),
 ):
-    from charnn.representations import word2vec as embed
     from charnn.commands.common import write_json
+    from charnn.representations import word2vec as embed
 
     if words:
         if len(words) != 3:
@@ -220,11 +220,11 @@ def analogy_cmd(
 
 def vector_cmd(
     vectors: Path = Arg(..., help="Vectors file: .kv, word2vec text or binary."),
-    words: Optional[List[str]] = Arg(None, help="Words. [default: read from stdin]"),
+    words: Optional[list[str]] = Arg(None, help="Words. [default: read from stdin]"),
     json_out: bool = Opt(False, "--json", help="One JSON object per word."),
 ):
-    from charnn.representations import word2vec as embed
     from charnn.commands.common import write_json
+    from charnn.representations import word2vec as embed
 
     words = _words(words)
     kv = embed.load(vectors)
@@ -244,8 +244,8 @@ def eval_cmd(
                         "word2vec papers do)."),
     json_out: bool = Opt(False, "--json", help="Print the scores as JSON."),
 ):
-    from charnn.representations import word2vec as embed
     from charnn.commands.common import write_json
+    from charnn.representations import word2vec as embed
 
     kv = embed.load(vectors)
     results = embed.evaluate(kv, restrict=restrict)

@@ -28,15 +28,14 @@ def eval_cmd(
                                  "weights in int8), to see what quantizing costs."),
     json_out: bool = typer.Option(False, "--json", help="Print the figures as JSON."),
 ):
+    import math
+
     from charnn import corpora
     from charnn.commands.common import load_model, write_json
     from charnn.errors import CharnnError
+    from charnn.sampling import quantize as q
     from charnn.training.dataset import count_chars
     from charnn.training.evaluate import LN2, evaluate
-
-    import math
-
-    from charnn.sampling import quantize as q
 
     quantize = q.check(quantize, "cpu")
     path, ckpt, model, tok = load_model(checkpoint)

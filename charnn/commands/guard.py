@@ -13,7 +13,7 @@ from __future__ import annotations
 import functools
 import os
 import sys
-from typing import Callable
+from collections.abc import Callable
 
 import typer
 from typer.core import TyperGroup

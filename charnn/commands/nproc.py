@@ -38,9 +38,9 @@ def launch(ctx: typer.Context, nproc: int, corpus: Optional[str], out: Optional[
     their exit status. What only this process can do happens here first: reading stdin, and
     downloading a catalog corpus (once, with one progress bar)."""
     from charnn import corpora
+    from charnn.commands.progress import DownloadBar
     from charnn.training import distributed
     from charnn.training import launch as launcher
-    from charnn.commands.progress import DownloadBar
 
     if nproc < 1:
         raise CharnnError("--nproc must be at least 1", 2)

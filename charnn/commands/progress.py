@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import sys
 import time
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from charnn.commands.common import fmt_duration
 
@@ -177,7 +178,7 @@ class DownloadBar:
     def __init__(self, quiet: bool = False):
         self.quiet, self._bar, self._task = quiet, None, None
 
-    def __enter__(self) -> "DownloadBar":
+    def __enter__(self) -> DownloadBar:
         return self
 
     def __call__(self, done: int, total: int | None) -> None:

@@ -53,8 +53,8 @@ def tokenize_cmd(
     min_count: Optional[int] = Opt(None, help="Fitting word on FILE: drop rarer tokens to <unk>. [default: 1]"),
     max_vocab: Optional[int] = Opt(None, help="Fitting word on FILE: keep at most this many tokens."),
 ):
-    from charnn.tokenizers import escape_token
     from charnn.representations.vectorize import read_lines
+    from charnn.tokenizers import escape_token
 
     fit = dict(vocab_size=vocab_size, min_count=min_count, max_vocab=max_vocab)
     tok = _tokenizer(tokenizer, model, file, fit, need_vocab=ids)
@@ -123,7 +123,14 @@ def vectorize_cmd(
 
 
 def _vectorizer(kind, fit, model, vectors, weight, tokenizer, fit_opts, file):
-    from charnn.representations.vectorize import BowLines, BowVocab, OneHotLines, Word2VecLines, load_vectors, read_lines
+    from charnn.representations.vectorize import (
+        BowLines,
+        BowVocab,
+        OneHotLines,
+        Word2VecLines,
+        load_vectors,
+        read_lines,
+    )
 
     if kind == "word2vec":
         if not vectors:

@@ -108,10 +108,9 @@ def _train(stack, started, *, corpus, out, cell, layers, hidden, embed_dim, drop
     from charnn import checkpoint as ckpt_io
     from charnn import corpora
     from charnn.commands.common import write_json
-    from charnn.config import parse_duration
-    from charnn.config import ModelConfig, TrainConfig
-    from charnn.training.distributed import current
     from charnn.commands.progress import TrainReporter
+    from charnn.config import ModelConfig, TrainConfig, parse_duration
+    from charnn.training.distributed import current
 
     group = current()            # this process's rank; a single process outside torchrun
     quiet = quiet or not group.is_main
@@ -238,8 +237,8 @@ def _train(stack, started, *, corpus, out, cell, layers, hidden, embed_dim, drop
         mc.update(inp.model_options)   # e.g. word2vec sets embed_dim from the vectors
         if train_cfg.time_budget is not None and train_cfg.max_steps is None and train_cfg.epochs is None:
             # only the clock limits the run: choose the size and schedule that learn most in it
-            from charnn.training import autosize
             from charnn.machine import pick_device
+            from charnn.training import autosize
 
             fixed = {**{k: v for k, v in mc.items() if k in ("layers", "hidden", "embed_dim", "dropout")},
                      **{k: v for k, v in tc.items() if k in ("batch_size", "seq_len", "lr", "warmup")}}

@@ -11,15 +11,16 @@ each step is conditioned on the document of the token it predicts (DocCond.chunk
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 
 from charnn.data import batchify
 from charnn.errors import CharnnError
-from charnn.tokenizers import Tokenizer
 from charnn.representations.vectorize import BowVocab, bow_words
+from charnn.tokenizers import Tokenizer
 
 DEFAULT_BOW_VOCAB = 2000
 # unit-length (L2) term frequencies: entries of a usable size whatever the document's length,
@@ -54,7 +55,7 @@ class DocCond:
     def num_docs(self) -> int:
         return len(self.indptr) - 1
 
-    def prefix(self, n: int) -> "DocCond":
+    def prefix(self, n: int) -> DocCond:
         """The same documents seen by the first n tokens only."""
         return DocCond(self.doc_ids[:n], self.indptr, self.indices, self.values, self.dim)
 

@@ -11,8 +11,9 @@ from __future__ import annotations
 import math
 import re
 from collections import Counter
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -44,7 +45,7 @@ class BowVocab:
 
     @classmethod
     def fit(cls, docs: Iterable[str | list[str]], max_vocab: int | None = None,
-            min_count: int = 1) -> "BowVocab":
+            min_count: int = 1) -> BowVocab:
         """docs: texts, or already split word lists (bow_words). Keeps the max_vocab most
         frequent words seen at least min_count times (ties: alphabetical)."""
         counts: Counter[str] = Counter()
@@ -109,13 +110,13 @@ class BowVocab:
                 "n_docs": self.n_docs}
 
     @classmethod
-    def from_state(cls, state: dict[str, Any]) -> "BowVocab":
+    def from_state(cls, state: dict[str, Any]) -> BowVocab:
         if not isinstance(state, dict) or not isinstance(state.get("words"), list):
             raise CharnnError("the checkpoint's bag-of-words vocabulary is damaged")
         return cls(state["words"], state.get("df"), int(state.get("n_docs") or 0))
 
     @classmethod
-    def from_checkpoint(cls, ckpt: dict[str, Any]) -> "BowVocab":
+    def from_checkpoint(cls, ckpt: dict[str, Any]) -> BowVocab:
         """The bow vocabulary of an --input bow model, else one made of a word model's words."""
         if ckpt.get("bow"):
             return cls.from_state(ckpt["bow"])

@@ -21,9 +21,10 @@ import pickle
 import re
 import time
 from collections import Counter
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterable, Optional
+from typing import Any, Optional
 
 from charnn import atomic
 from charnn.atomic import atomic_file, atomic_path

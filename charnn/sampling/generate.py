@@ -9,7 +9,7 @@ the same Stepper arithmetic that sampling uses.
 from __future__ import annotations
 
 import secrets
-from typing import Iterator
+from collections.abc import Iterator
 
 import torch
 import torch.nn.functional as F

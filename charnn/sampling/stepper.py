@@ -22,13 +22,11 @@ Picking the next token and the generation loop live in charnn.sampling.generate.
 
 from __future__ import annotations
 
-from typing import Iterator
-
 import torch
 
-from charnn.sampling import quantize as q
 from charnn.errors import CharnnError
 from charnn.model import RNNLM, State
+from charnn.sampling import quantize as q
 
 _GATES = {"lstm": 4, "gru": 3, "rnn": 1}
 

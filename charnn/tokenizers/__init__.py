@@ -4,6 +4,7 @@ Importing this package registers the built-in tokenizers: char, byte, word, bpe 
 sentencepiece itself is imported only when a bpe/unigram tokenizer is built.
 """
 
+from charnn.tokenizers import byte, char, subword, word  # noqa: F401,E402
 from charnn.tokenizers.base import (  # noqa: F401
     REGISTRY,
     Tokenizer,
@@ -12,4 +13,3 @@ from charnn.tokenizers.base import (  # noqa: F401
     register,
     tokenizer_from_dict,
 )
-from charnn.tokenizers import byte, char, subword, word  # noqa: F401,E402

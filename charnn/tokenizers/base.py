@@ -9,20 +9,21 @@ and decorates the class with @register.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import Any, Callable, ClassVar, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import Any, ClassVar
 
 import numpy as np
 
 from charnn.errors import CharnnError
 
 # name -> tokenizer class, filled by @register as the modules are imported (see __init__.py)
-REGISTRY: dict[str, type["Tokenizer"]] = {}
+REGISTRY: dict[str, type[Tokenizer]] = {}
 
 # A restartable text source: each call yields the corpus again as a stream of str chunks.
 TextSource = Callable[[], Iterable[str]]
 
 
-def register(cls: type["Tokenizer"]) -> type["Tokenizer"]:
+def register(cls: type[Tokenizer]) -> type[Tokenizer]:
     REGISTRY[cls.name] = cls
     return cls
 
@@ -33,7 +34,7 @@ class StreamDecoder:
     Multi-byte characters and subwords appear as soon as they are complete, never half-way.
     """
 
-    def __init__(self, tokenizer: "Tokenizer"):
+    def __init__(self, tokenizer: Tokenizer):
         self.tokenizer = tokenizer
 
     def push(self, token_id: int) -> str:
@@ -50,7 +51,7 @@ class Tokenizer(ABC):
 
     @classmethod
     @abstractmethod
-    def fit(cls, source: TextSource, **options: Any) -> "Tokenizer":
+    def fit(cls, source: TextSource, **options: Any) -> Tokenizer:
         """Build the vocabulary from the text that `source()` yields."""
 
     @abstractmethod
@@ -71,7 +72,7 @@ class Tokenizer(ABC):
 
     @classmethod
     @abstractmethod
-    def from_state(cls, state: dict[str, Any]) -> "Tokenizer": ...
+    def from_state(cls, state: dict[str, Any]) -> Tokenizer: ...
 
     def tokens(self, text: str) -> list[str]:
         """The token strings of `text`, for `charnn tokenize` (default: decode each id)."""

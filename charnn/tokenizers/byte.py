@@ -8,7 +8,8 @@ rather than failing. While streaming, a multi-byte character is held back until 
 from __future__ import annotations
 
 import codecs
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -17,7 +18,7 @@ from charnn.tokenizers.base import StreamDecoder, TextSource, Tokenizer, registe
 
 
 class _ByteStream(StreamDecoder):
-    def __init__(self, tokenizer: "ByteTokenizer"):
+    def __init__(self, tokenizer: ByteTokenizer):
         super().__init__(tokenizer)
         self._dec = codecs.getincrementaldecoder("utf-8")("replace")
 
@@ -33,7 +34,7 @@ class ByteTokenizer(Tokenizer):
     name = "byte"
 
     @classmethod
-    def fit(cls, source: TextSource, **options: Any) -> "ByteTokenizer":
+    def fit(cls, source: TextSource, **options: Any) -> ByteTokenizer:
         return cls()   # nothing to learn: the vocabulary is all 256 byte values
 
     @property
@@ -63,7 +64,7 @@ class ByteTokenizer(Tokenizer):
         return {}
 
     @classmethod
-    def from_state(cls, state: dict[str, Any]) -> "ByteTokenizer":
+    def from_state(cls, state: dict[str, Any]) -> ByteTokenizer:
         if not isinstance(state, dict):
             raise CharnnError("the checkpoint's byte tokenizer entry is damaged")
         return cls()

@@ -7,7 +7,8 @@ through a lookup table, which runs at hundreds of MB/s instead of a Python loop'
 
 from __future__ import annotations
 
-from typing import Any, Iterator, Sequence
+from collections.abc import Iterator, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -51,7 +52,7 @@ class CharTokenizer(Tokenizer):
         self._chars_arr = np.array(self.chars, dtype=object)
 
     @classmethod
-    def fit(cls, source: TextSource, **options: Any) -> "CharTokenizer":
+    def fit(cls, source: TextSource, **options: Any) -> CharTokenizer:
         seen = np.zeros(_MAX_CP, dtype=bool)
         for chunk in source():
             if chunk:
@@ -108,7 +109,7 @@ class CharTokenizer(Tokenizer):
         return {"chars": "".join(self.chars)}
 
     @classmethod
-    def from_state(cls, state: dict[str, Any]) -> "CharTokenizer":
+    def from_state(cls, state: dict[str, Any]) -> CharTokenizer:
         chars = state.get("chars") if isinstance(state, dict) else None
         if not isinstance(chars, str) or not chars or len(set(chars)) != len(chars):
             raise CharnnError("the checkpoint's character vocabulary is damaged")

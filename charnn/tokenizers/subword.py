@@ -20,7 +20,8 @@ import codecs
 import io
 import os
 import re
-from typing import Any, ClassVar, Iterator, Sequence
+from collections.abc import Iterator, Sequence
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -42,7 +43,7 @@ def _lines(source: TextSource) -> Iterator[str]:
 
 
 class _PieceStream(StreamDecoder):
-    def __init__(self, tokenizer: "SentencePieceTokenizer"):
+    def __init__(self, tokenizer: SentencePieceTokenizer):
         super().__init__(tokenizer)
         self._dec = codecs.getincrementaldecoder("utf-8")("replace")
 
@@ -155,7 +156,7 @@ class SentencePieceTokenizer(Tokenizer):
         return cls(bytes(model))
 
     @classmethod
-    def from_file(cls, path) -> "SentencePieceTokenizer":
+    def from_file(cls, path) -> SentencePieceTokenizer:
         """A .model file written by sentencepiece (it must have the newline piece)."""
         try:
             data = open(path, "rb").read()

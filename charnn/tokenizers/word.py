@@ -7,12 +7,13 @@ from __future__ import annotations
 
 import re
 from collections import Counter
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
 from charnn.errors import CharnnError
-from charnn.tokenizers.base import StreamDecoder, Tokenizer, TextSource, check_text, register
+from charnn.tokenizers.base import StreamDecoder, TextSource, Tokenizer, check_text, register
 
 # a word (letters/digits, inner apostrophes and hyphens kept: don't, well-known), a newline, or
 # any other single non-space character (punctuation, symbols)
@@ -39,7 +40,7 @@ class _WordStream(StreamDecoder):
     """Decides the space before each token from the previous token alone, so streaming and
     decode() agree and text appears word by word."""
 
-    def __init__(self, tokenizer: "WordTokenizer | None" = None):
+    def __init__(self, tokenizer: WordTokenizer | None = None):
         self.tokenizer = tokenizer
         self.prev: str | None = None      # None at the start of the text and after a newline
         self.quote_open = False           # a straight quote is open (the next one closes it)
@@ -95,7 +96,7 @@ class WordTokenizer(Tokenizer):
 
     @classmethod
     def fit(cls, source: TextSource, min_count: int | None = None, max_vocab: int | None = None,
-            vocab_size: int | None = None, **ignored: Any) -> "WordTokenizer":
+            vocab_size: int | None = None, **ignored: Any) -> WordTokenizer:
         min_count = 1 if min_count is None else int(min_count)
         max_vocab = max_vocab or vocab_size
         if min_count < 1:
@@ -147,7 +148,7 @@ class WordTokenizer(Tokenizer):
         return {"vocab": list(self.vocab), "unk_chars": self.unk_chars}
 
     @classmethod
-    def from_state(cls, state: dict[str, Any]) -> "WordTokenizer":
+    def from_state(cls, state: dict[str, Any]) -> WordTokenizer:
         vocab = state.get("vocab") if isinstance(state, dict) else None
         if not isinstance(vocab, list) or not all(isinstance(w, str) for w in vocab):
             raise CharnnError("the checkpoint's word vocabulary is damaged")

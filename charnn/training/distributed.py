@@ -30,7 +30,8 @@ import contextlib
 import datetime
 import math
 import os
-from typing import TYPE_CHECKING, Any, Callable, Iterator, Optional, TypeVar
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, Any, Optional, TypeVar
 
 from charnn.errors import CharnnError
 from charnn.machine import available_cores
@@ -43,7 +44,7 @@ DEFAULT_TIMEOUT = 300.0       # seconds a collective may wait for the other rank
 PREPARE_TIMEOUT = 3600.0      # ... and how long they wait for rank 0 to read and encode the corpus
 _COMM_SIGNS = ("gloo", "nccl", "NCCL", "Connection", "connection", "Timed out", "timed out",
                "ProcessGroup", "Socket", "socket", "peer")
-_active: Optional["Group"] = None   # the group of this process while a session() is open
+_active: Optional[Group] = None   # the group of this process while a session() is open
 
 
 class CollectiveError(CharnnError):
@@ -71,7 +72,7 @@ def launched() -> bool:
     return "WORLD_SIZE" in os.environ or "TORCHELASTIC_RUN_ID" in os.environ
 
 
-def current() -> "Group":
+def current() -> Group:
     """The group of the session() this process is in (a single process outside one)."""
     return _active if _active is not None else Group()
 
@@ -186,7 +187,7 @@ class Group:
 
     # --- agreeing ----------------------------------------------------------------------------
 
-    def step_sync(self, deadline: Callable[[], bool], interrupted: Callable[[], bool]) -> "StepSync":
+    def step_sync(self, deadline: Callable[[], bool], interrupted: Callable[[], bool]) -> StepSync:
         return StepSync(self, deadline, interrupted)
 
     def sum(self, *values: float) -> tuple[float, ...]:

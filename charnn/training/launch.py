@@ -7,8 +7,8 @@ import contextlib
 import os
 import signal
 
-from charnn.machine import available_cores
 from charnn.errors import CharnnError
+from charnn.machine import available_cores
 
 
 def launch(nproc: int, args: list[str]) -> int:

@@ -24,8 +24,9 @@ import json
 import math
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any, Optional
 
 import torch
 import torch.nn.functional as F
@@ -39,8 +40,15 @@ from charnn.training import schedule
 from charnn.training.dataset import TrainData
 from charnn.training.distributed import Group
 from charnn.training.evaluate import LN2, autocast, evaluate, val_metrics
-from charnn.training.recovery import (MAX_BAD_STEPS, MAX_ROLLBACKS, ROLLBACK_LR_FACTOR,
-                                      Interrupts, Snapshot, diverged, finite)
+from charnn.training.recovery import (
+    MAX_BAD_STEPS,
+    MAX_ROLLBACKS,
+    ROLLBACK_LR_FACTOR,
+    Interrupts,
+    Snapshot,
+    diverged,
+    finite,
+)
 
 Callback = Callable[[dict[str, Any]], Optional[bool]]  # return True to stop gracefully
 PERIODIC_EVAL_TOKENS = 1 << 20   # periodic evaluations read this prefix of the validation split
