@@ -40,9 +40,7 @@ def fmt_duration(seconds: float | None) -> str:
 
 def load_model(arg: str | None, prefer: str = "best.pt", mmap: bool = False):
     """RUN|CHECKPOINT (or the newest run) -> (path, checkpoint dict, model, tokenizer)."""
-    from charnn import checkpoint
+    from charnn.run import load
 
-    path = checkpoint.resolve(arg, prefer)
-    ckpt = checkpoint.load(path, mmap=mmap)
-    model, tok = checkpoint.build_model(ckpt)
-    return path, ckpt, model, tok
+    run = load(arg, prefer, mmap=mmap)
+    return run.path, run.ckpt, run.model, run.tokenizer
