@@ -9,7 +9,7 @@ the same Stepper arithmetic that sampling uses.
 from __future__ import annotations
 
 import secrets
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -108,20 +108,27 @@ def pick(logits: torch.Tensor, temperature: float, top_k: int = 0, top_p: float 
 
 
 class StopFilter:
-    """Passes text through until `stop` appears; holds back a tail that may be its start."""
+    """Passes text through until a stop text appears; holds back a tail that may be its start.
 
-    def __init__(self, stop: str | None):
-        self.stop, self.pending, self.done = stop or None, "", False
+    `stop` is one text or several (the server's `stop` list): the earliest occurrence of any
+    of them ends the text."""
+
+    def __init__(self, stop: str | Sequence[str] | None):
+        stops = (stop,) if isinstance(stop, str) else tuple(stop or ())
+        self.stops = tuple(s for s in stops if s)
+        self.stop = self.stops[0] if self.stops else None
+        self.keep = max((len(s) for s in self.stops), default=1) - 1
+        self.pending, self.done = "", False
 
     def feed(self, text: str) -> str:
-        if self.done or not self.stop:
+        if self.done or not self.stops:
             return "" if self.done else text
         buf = self.pending + text
-        at = buf.find(self.stop)
-        if at >= 0:
+        found = [at for at in (buf.find(s) for s in self.stops) if at >= 0]
+        if found:
             self.done, self.pending = True, ""
-            return buf[:at]
-        keep = len(self.stop) - 1
+            return buf[:min(found)]
+        keep = self.keep
         self.pending = buf[len(buf) - keep:] if keep else ""
         return buf[: len(buf) - keep] if keep else buf
 

@@ -22,6 +22,8 @@ Picking the next token and the generation loop live in charnn.sampling.generate.
 
 from __future__ import annotations
 
+import copy
+
 import torch
 
 from charnn.errors import CharnnError
@@ -46,8 +48,8 @@ class Stepper:
                  quantize: str = "none"):
         cfg = model.cfg
         self.cell, L, H = cfg.cell, cfg.layers, cfg.hidden
-        self.layers, self.hidden, self.batch_size = L, H, batch_size
-        N, G, V = batch_size, _GATES[cfg.cell] * H, cfg.vocab_size
+        self.layers, self.hidden, self.vocab_size = L, H, cfg.vocab_size
+        self.embed_dim = cfg.embed_dim
         dev = model.head.weight.device
         if quantize == "int8" and dev.type != "cpu":
             raise CharnnError("--quantize int8 runs on the CPU")
@@ -72,10 +74,9 @@ class Stepper:
                 table += b_hh0      # GRU keeps b_hh apart: it sits inside r * (W_hn h + b_hn)
             self.table = table.contiguous()
             # --input bow: the conditioning vector adds a constant to layer 0's gates
-            self.cond_gates = None
+            self._cond_rows = None
             if model.cond is not None and cond is not None:
-                cg = self.input_gates(model.cond(cond.float().to(dev)))          # (1 or N, G)
-                self.cond_gates = cg.expand(N, G).contiguous()
+                self._cond_rows = self.input_gates(model.cond(cond.float().to(dev)))   # (1 or N, G)
             # layer 0: h_0 @ W_hh0^T; layers above: [h_{l-1}, h_l] @ [W_ih; W_hh]^T (GRU: apart)
             self.rec: list = [mm(w("weight_hh", 0), b_hh0 if self.cell == "gru" else None)]
             self.inp: list = [None]
@@ -90,13 +91,31 @@ class Stepper:
             self.proj = mm(model.proj.weight) if model.proj is not None else None   # (E, H)
             self.head = mm(model.head.weight, model.head.bias)                    # (V, H or E)
 
+        self._make_buffers(batch_size)
+
+    def resized(self, batch_size: int) -> Stepper:
+        """A Stepper for `batch_size` streams that shares these prepared weights (nothing is
+        copied but the buffers, which start at the zero state). The server keeps one per batch
+        size, so streams can join and leave between steps (charnn.serve.engine)."""
+        if self._cond_rows is not None and self._cond_rows.shape[0] not in (1, batch_size):
+            raise CharnnError("a Stepper conditioned per stream cannot change its batch size")
+        other = copy.copy(self)
+        other._make_buffers(batch_size)
+        return other
+
+    def _make_buffers(self, N: int) -> None:
+        """The state, gate and logits buffers for N streams, and the views of them a step uses."""
+        L, H, V, G = self.layers, self.hidden, self.vocab_size, self.table.shape[1]
+        dev = self.table.device
+        self.batch_size = N
+        self.cond_gates = None if self._cond_rows is None else self._cond_rows.expand(N, G).contiguous()
         z = lambda *shape: torch.zeros(*shape, device=dev)  # noqa: E731
         self.h = z(N, L * H)                     # [h_0 | h_1 | ... ]
         self.c = z(N, L * H) if self.cell == "lstm" else None
         self.gates = z(N, G)                     # layer l's gates; GRU: its input part
         self.gh = z(N, G) if self.cell == "gru" else None   # GRU: the recurrent part
         self.tmp = z(N, H)
-        self.top = z(N, cfg.embed_dim) if self.proj is not None else None
+        self.top = z(N, self.embed_dim) if self.proj is not None else None
         self.logits = z(N, V)
         # views, made once: slicing a tensor costs about as much as a small op
         self.h_l = [self.h[:, l * H:(l + 1) * H] for l in range(L)]                 # (N, H)
