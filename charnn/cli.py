@@ -11,7 +11,7 @@ import sys
 
 import typer
 
-from charnn.commands import corpus, embed, evaluate, info, sample, serve, tokenize, train
+from charnn.commands import corpus, embed, evaluate, export, info, sample, serve, tokenize, train
 from charnn.commands.guard import CharnnGroup, silence_stdout
 
 app = typer.Typer(
@@ -27,7 +27,7 @@ app = typer.Typer(
 )
 
 
-for _module in (train, sample, evaluate, info, corpus, embed, tokenize, serve):
+for _module in (train, sample, evaluate, info, corpus, embed, tokenize, serve, export):
     _module.register(app)
 
 
