@@ -79,11 +79,8 @@ def to_json(doc: dict[str, Any]) -> str:
 
 
 def vocab_path(out: Path) -> Path:
-    """lee.onnx -> lee.vocab.json (beside it)."""
-    path = out.with_name(out.stem + ".vocab.json") if out.suffix else out.with_name(out.name + ".vocab.json")
-    if path == out:
-        raise CharnnError(f"-o {out}: name the model file, e.g. model.onnx (the vocabulary goes to {path})", 2)
-    return path
+    """lee.onnx -> lee.vocab.json (beside it; never the model's own name)."""
+    return out.with_name((out.stem if out.suffix else out.name) + ".vocab.json")
 
 
 def example_inputs(step: Any, run: Any, n: int) -> tuple:
