@@ -27,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import sys
 import threading
+import time
 import traceback
 from collections import deque
 from dataclasses import dataclass, field
@@ -38,6 +39,10 @@ from charnn.errors import CharnnError
 from charnn.sampling.generate import SHORT_PRIME, StopFilter
 from charnn.sampling.stepper import Stepper
 from charnn.serve.picker import BatchPicker, Draws, Sampling
+
+# New text is announced to the event loop at most this often (a stream's first text and its end at
+# once); `charnn sample` flushes its output at the same pace.
+PUBLISH_EVERY = 0.02
 
 
 class EngineClosed(CharnnError):
@@ -131,6 +136,8 @@ class Engine:
         self.picker: BatchPicker | None = None
         self.gates: torch.Tensor | None = None           # (N, G) per-row topic gates, or None
         self.steps = self.tokens = 0
+        self._changed: set[Stream] = set()       # streams with text not yet announced
+        self._published = 0.0
         self._thread = threading.Thread(target=self._loop, name=f"charnn-engine-{run.name}", daemon=True)
 
     # -- the request side ------------------------------------------------------------------------
@@ -261,7 +268,7 @@ class Engine:
         for i, (s, p, t) in enumerate(zip(rows, picking, nxt)):
             if p:
                 self._emit(s, t, lp.get(i))
-        self._publish([s for s, p in zip(rows, picking) if p])
+        self._publish([s for s, p in zip(rows, picking) if p], any(s.done for s in rows))
 
     def _first_pick(self, s: Stream) -> None:
         """A stream that starts from given logits (a long prime, or none) picks before it steps."""
@@ -269,7 +276,7 @@ class Engine:
         u = [s.draws.next() if s.job.sampling.temperature > 0 else 0.5]
         t = int(BatchPicker([s.job.sampling])(logits, u)[0])
         self._emit(s, t, self._logprobs(logits, [t], [s.job.logprobs]).get(0))
-        self._publish([s])
+        self._publish([s], True)
 
     def _emit(self, s: Stream, t: int, token: Token | None) -> None:
         """Token t of stream s: decode it, apply the stop texts, end at max_tokens (as generate)."""
@@ -305,11 +312,19 @@ class Engine:
     def _token_text(self, t: int) -> str:
         return self.tokenizer.decode([t])
 
-    def _publish(self, streams: list[Stream]) -> None:
-        """Wake each event loop once for all its streams that changed."""
+    def _publish(self, streams: list[Stream], now: bool = False) -> None:
+        """Wake each event loop once for all its streams that changed: at once for a stream's
+        first text or its end, else at most every PUBLISH_EVERY seconds (the text in between is
+        sent as one chunk: far less HTTP work per character, and as smooth to watch)."""
+        self._changed.update(streams)
+        t = time.monotonic()
+        if not (now or t - self._published >= PUBLISH_EVERY or any(s.tokens == 1 for s in streams)):
+            return
+        self._published = t
         by_loop: dict[asyncio.AbstractEventLoop, set[asyncio.Event]] = {}
-        for s in streams:
+        for s in self._changed:
             by_loop.setdefault(s.loop, set()).add(s.event)
+        self._changed = set()
         for loop, events in by_loop.items():
             try:
                 loop.call_soon_threadsafe(_set_all, events)
@@ -320,7 +335,7 @@ class Engine:
         for s in streams:
             if not s.done:
                 s.push(s.stop.feed(s.decoder.flush()) + s.stop.flush() if reason != "error" else "", None, reason)
-        self._publish(streams)
+        self._publish(streams, True)
 
 
 def _set_all(events: set[asyncio.Event]) -> None:

@@ -39,7 +39,8 @@ PAGE = r"""<!doctype html>
   #status.error { color: #b3261e; }
   #config { font-size: 13px; color: var(--mute); margin-top: 12px; }
   #config b { color: var(--ink); font-weight: 600; }
-  #curve { width: 100%; height: 120px; margin-top: 6px; }
+  #curve { width: 100%; height: 100px; margin-top: 2px; }
+  .caption { font-size: 12px; color: var(--mute); margin-top: 10px; }
   #auth { display: none; }
 </style>
 </head>
@@ -59,6 +60,7 @@ PAGE = r"""<!doctype html>
     <label for="seed">Seed</label><input id="seed" type="number" min="0" step="1" placeholder="random">
     <div class="buttons"><button id="generate">Generate</button><button id="stop" disabled>Stop</button></div>
     <div id="config"></div>
+    <div class="caption">validation loss by training step</div>
     <svg id="curve" viewBox="0 0 300 120" preserveAspectRatio="none" aria-label="validation loss by step"></svg>
   </section>
   <section>
