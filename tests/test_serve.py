@@ -497,7 +497,7 @@ def test_the_playground_streams_text_in_a_real_browser(forkserver, run_dir, tmp_
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
 
-    server = Served(forkserver, run_dir, tmp_path / "serve.log")
+    server = Served(forkserver, run_dir, tmp_path / "serve.log", "--max-tokens", "1000000")
     try:
         browser.get(server.url + "/")
         wait = WebDriverWait(browser, 20)
@@ -519,7 +519,7 @@ def test_the_playground_streams_text_in_a_real_browser(forkserver, run_dir, tmp_
         assert (tmp_path / "playground.png").stat().st_size > 10_000
         # Stop: a long generation ends at once and its slot is free
         length.clear()
-        length.send_keys("4000")
+        length.send_keys("1000000")                 # minutes of text, unless stopped
         browser.find_element(By.ID, "generate").click()
         wait.until(lambda d: len(d.find_element(By.ID, "generated").text) > 50)
         browser.find_element(By.ID, "stop").click()
