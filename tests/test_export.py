@@ -211,3 +211,10 @@ def test_vocab_path_sits_beside_the_model():
 def test_step_model_state_size():
     for cell, s in (("lstm", 6), ("gru", 3), ("rnn", 3)):
         assert StepModel(RNNLM(ModelConfig(vocab_size=5, cell=cell, layers=3, hidden=4, embed_dim=2))).state_size == s
+
+
+def test_every_export_option_is_documented():
+    from tests.test_serve import documented_options
+
+    flags, documented = documented_options("export", "export.md")
+    assert flags - documented == set()

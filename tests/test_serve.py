@@ -257,11 +257,33 @@ BAD = [
 
 @pytest.mark.parametrize("body,status,word", BAD)
 def test_bad_requests_get_4xx_in_openais_error_shape(client, body, status, word):
-    r = (client.post("/v1/completions", content=body) if isinstance(body, bytes)
-         else client.post("/v1/completions", json=body))
+    r = (client.post("/v1/completions", content=body, headers={"content-type": "application/json"})
+         if isinstance(body, bytes) else client.post("/v1/completions", json=body))
     assert r.status_code == status, r.text
     err = r.json()["error"]
     assert word in err["message"] and set(err) == {"message", "type", "param", "code"}
+
+
+def test_a_body_must_be_sent_as_json(client):
+    for headers in ({}, {"content-type": "text/plain"}, {"content-type": "application/x-www-form-urlencoded"}):
+        r = client.post("/v1/completions", content=b'{"prompt": "a"}', headers=headers)
+        assert r.status_code == 415 and r.json()["error"]["code"] == "unsupported_media_type"
+    r = client.post("/v1/completions", content=b'{"max_tokens": 1}',
+                    headers={"content-type": "application/json; charset=utf-8"})
+    assert r.status_code == 200
+
+
+def test_on_loopback_only_requests_addressed_to_this_machine_are_answered(run_dir):
+    from starlette.testclient import TestClient
+
+    app = create_app([load(run_dir)], allowed_hosts=["localhost", "127.0.0.1", "[::1]"])
+    with TestClient(app, base_url="http://127.0.0.1:8000") as c:
+        assert c.get("/v1/models").status_code == 200
+        for host in ("localhost:8000", "[::1]:8000", "127.0.0.1"):
+            assert c.get("/v1/models", headers={"host": host}).status_code == 200, host
+        for host in ("evil.example:8000", "127.0.0.1.evil.example", ""):
+            r = c.get("/", headers={"host": host})
+            assert r.status_code == 403 and r.json()["error"]["code"] == "invalid_host", host
 
 
 def test_unknown_routes_and_methods_are_json_errors_too(client):
@@ -530,3 +552,21 @@ def test_the_playground_streams_text_in_a_real_browser(forkserver, run_dir, tmp_
         assert server.stats()["in_flight"] == 0
     finally:
         assert server.stop() == 0
+
+
+def documented_options(command: str, page: str) -> tuple[set[str], set[str]]:
+    """(the command's long options, those written as `--flag` on the page)."""
+    import typer
+
+    from charnn.cli import app
+    from tests.conftest import REPO
+
+    cmd = typer.main.get_command(app).commands[command]
+    flags = {o for p in cmd.params for o in p.opts + p.secondary_opts if o.startswith("--")}
+    text = (REPO / "docs" / page).read_text(encoding="utf-8")
+    return flags, {f for f in flags if f"`{f}`" in text}
+
+
+def test_every_serve_option_is_documented():
+    flags, documented = documented_options("serve", "serve.md")
+    assert flags - documented == set()

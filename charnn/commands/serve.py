@@ -71,7 +71,10 @@ def serve_cmd(
     loaded = [load(r, mmap=True) for r in (runs or [None])]
     limits = Limits(max_body=max_body, max_prompt=max_prompt, max_tokens=max_tokens, max_n=max_n,
                     max_streams=max_streams)
-    app = create_app(loaded, limits, token or None, quantize)
+    # on loopback, only requests addressed to this machine (see charnn.serve.app.HostCheck)
+    hosts = ["localhost", "127.0.0.1", "[::1]", host if ":" not in host else f"[{host}]"] \
+        if server.is_loopback(host) else None
+    app = create_app(loaded, limits, token or None, quantize, hosts)
     if not server.is_loopback(host) and not token:
         say(f"warning: listening on {host} without --token: anyone who can reach this machine can use the "
             "server (give --token, or CHARNN_TOKEN)")

@@ -89,8 +89,9 @@ class Served:
 
 
 def create_app(runs: list[Any], limits: p.Limits | None = None, token: str | None = None,
-               quantize: str = "none") -> Starlette:
-    """The app serving `runs` (charnn.run.Run). The engines start with the app's lifespan."""
+               quantize: str = "none", allowed_hosts: list[str] | None = None) -> Starlette:
+    """The app serving `runs` (charnn.run.Run). The engines start with the app's lifespan.
+    allowed_hosts: the names a request's Host header may give (None: any), see HostCheck."""
     served = Served(runs, limits or p.Limits(), quantize)
 
     @asynccontextmanager
@@ -114,6 +115,8 @@ def create_app(runs: list[Any], limits: p.Limits | None = None, token: str | Non
     app.state.served = served
     if token:
         app.add_middleware(BearerAuth, token=token)
+    if allowed_hosts:
+        app.add_middleware(HostCheck, hosts=allowed_hosts)          # outermost: checked first
     return app
 
 
@@ -158,6 +161,26 @@ class BearerAuth:
                                  kind="authentication_error", code="invalid_api_key")
                 resp = JSONResponse(err.body(), 401, headers={"WWW-Authenticate": "Bearer"})
                 await resp(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
+class HostCheck:
+    """A request must name an allowed host (any port) in its Host header, else 403. A server on
+    127.0.0.1 allows only this machine's names, so a web page whose domain is re-pointed at
+    127.0.0.1 (DNS rebinding) cannot use it from a visitor's browser."""
+
+    def __init__(self, app: Any, hosts: list[str]):
+        self.app, self.hosts = app, {h.lower() for h in hosts}
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] == "http":
+            host = next((v for k, v in scope["headers"] if k == b"host"), b"").decode("latin-1").lower()
+            name = host if host.endswith("]") else host.rsplit(":", 1)[0]       # [::1]:8000 -> [::1]
+            if name not in self.hosts:
+                err = p.ApiError(403, f"this server answers only requests addressed to "
+                                 f"{' or '.join(sorted(self.hosts))}", code="invalid_host")
+                await JSONResponse(err.body(), 403)(scope, receive, send)
                 return
         await self.app(scope, receive, send)
 
@@ -215,6 +238,11 @@ def _num(v: Any) -> float | int | None:
 
 async def completions(request: Request) -> Response:
     served: Served = request.app.state.served
+    if request.headers.get("content-type", "").split(";")[0].strip().lower() != "application/json":
+        # also what makes a cross-site form post impossible: a JSON post from another origin needs
+        # a CORS preflight, which this server does not answer
+        raise p.ApiError(415, "send the body as JSON, with the header Content-Type: application/json",
+                         code="unsupported_media_type")
     raw = await read_body(request, served.limits.max_body)
     req = p.completion_request(p.parse_body(raw), served.limits)
     engine = served.engine(req.model)
