@@ -47,12 +47,9 @@ def serve_cmd(
 ):
     from charnn.errors import CharnnError
 
-    for name, value in (("--max-streams", max_streams), ("--max-tokens", max_tokens), ("--max-prompt", max_prompt),
-                        ("--max-n", max_n), ("--max-body", max_body), ("--threads", threads)):
-        if value < 1:
-            raise CharnnError(f"{name} must be at least 1", 2)
     if not 0 <= port <= 65535:
         raise CharnnError("--port must be between 0 and 65535", 2)
+    limits = _limits(max_streams, max_tokens, max_prompt, max_n, max_body, threads)
     try:
         import starlette  # noqa: F401
         import uvicorn  # noqa: F401
@@ -64,13 +61,10 @@ def serve_cmd(
     from charnn.sampling import quantize as q
     from charnn.serve import server
     from charnn.serve.app import create_app
-    from charnn.serve.protocol import Limits
 
     quantize = q.check(quantize, "cpu")
     torch.set_num_threads(threads)
     loaded = [load(r, mmap=True) for r in (runs or [None])]
-    limits = Limits(max_body=max_body, max_prompt=max_prompt, max_tokens=max_tokens, max_n=max_n,
-                    max_streams=max_streams)
     # on loopback, only requests addressed to this machine (see charnn.serve.app.HostCheck)
     hosts = ["localhost", "127.0.0.1", "[::1]", host if ":" not in host else f"[{host}]"] \
         if server.is_loopback(host) else None
@@ -85,6 +79,18 @@ def serve_cmd(
 
     server.run(app, host, port, access_log, on_listen, app.state.served.shutdown)
     say("charnn serve: stopped")
+
+
+def _limits(max_streams: int, max_tokens: int, max_prompt: int, max_n: int, max_body: int, threads: int):
+    from charnn.errors import CharnnError
+    from charnn.serve.protocol import Limits
+
+    for name, value in (("--max-streams", max_streams), ("--max-tokens", max_tokens), ("--max-prompt", max_prompt),
+                        ("--max-n", max_n), ("--max-body", max_body), ("--threads", threads)):
+        if value < 1:
+            raise CharnnError(f"{name} must be at least 1", 2)
+    return Limits(max_body=max_body, max_prompt=max_prompt, max_tokens=max_tokens, max_n=max_n,
+                  max_streams=max_streams)
 
 
 def say(line: str) -> None:
