@@ -15,6 +15,7 @@ def register(app: typer.Typer) -> None:
 
     app.command(
         "export",
+        short_help="Write a model as ONNX or TorchScript, to run without charnn (onnxruntime, torch.jit.load).",
         help="Write a trained model as a file that runs without charnn: one step of the model, "
         "(token ids, state) -> (logits, state), in ONNX (for onnxruntime in any language) or "
         "TorchScript (torch.jit.load). The vocabulary and the shapes go beside it as "

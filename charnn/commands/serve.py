@@ -15,6 +15,7 @@ def register(app: typer.Typer) -> None:
 
     app.command(
         "serve",
+        short_help="Serve runs over HTTP: an OpenAI-compatible completions API and a web playground.",
         help="Serve trained runs over HTTP: an OpenAI-compatible completions API (POST "
         "/v1/completions, GET /v1/models; streaming as server-sent events) and a web playground at /. "
         "Concurrent requests are sampled together in one batched step. RUN is a run folder, a "
