@@ -93,6 +93,32 @@ def test_batch_picker_draws_what_picker_draws_row_by_row():
         assert got == want
 
 
+def test_a_resized_stepper_shares_the_weights_and_steps_like_a_new_one():
+    from charnn.model import RNNLM
+    from charnn.sampling.stepper import Stepper
+
+    torch.manual_seed(0)
+    model = RNNLM(ModelConfig(vocab_size=9, layers=2, hidden=16, embed_dim=4)).eval()
+    one = Stepper(model, 1)
+    three, fresh = one.resized(3), Stepper(model, 3)
+    assert three.table is one.table and three.batch_size == 3 and one.batch_size == 1
+    ids = torch.tensor([1, 5, 7])
+    for _ in range(4):
+        assert torch.equal(three.step(ids), fresh.step(ids))
+    assert one.h.shape == (1, 32) and not one.h.any()                  # the original's buffers untouched
+
+
+def test_stop_filter_ends_at_the_first_of_several_stop_texts():
+    from charnn.sampling.generate import StopFilter
+
+    f = StopFilter(["END", "\n\n"])
+    out = "".join(f.feed(piece) for piece in ["one\ntw", "o\n", "\nthree END"]) + f.flush()
+    assert out == "one\ntwo" and f.done
+    f = StopFilter(["xyz", "b"])
+    assert f.feed("aaxy") + f.feed("b") == "aaxy" and f.done
+    assert StopFilter(None).feed("abc") == "abc" and StopFilter("").feed("abc") == "abc"
+
+
 def test_streams_that_join_and_leave_the_batch_each_get_their_own_sample(run_dir):
     """The engine's continuous batching: streams arrive at different steps, one is cancelled half
     way, batch sizes change all the time; each finished stream's text is the one generate()
@@ -220,6 +246,9 @@ def test_logprobs_and_echo(client):
     assert all(len(top) <= 3 and max(top.values()) >= v for top, v in zip(lp["top_logprobs"], lp["token_logprobs"]))
     assert complete(client, prompt="x", max_tokens=0)["choices"][0] == {
         "text": "", "index": 0, "logprobs": None, "finish_reason": "length"}
+    with client.stream("POST", "/v1/completions", json={"prompt": "x", "max_tokens": 0, "stream": True}) as r:
+        events = sse(r.iter_lines())
+    assert events[-1] == "[DONE]" and events[0]["choices"][0]["finish_reason"] == "length"
 
 
 BAD = [

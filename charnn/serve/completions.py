@@ -120,6 +120,7 @@ async def start_streams(engine: Engine, req: p.CompletionRequest, primes: list,
     if req.max_tokens == 0:         # nothing to generate: every choice ends at once
         for s in streams:
             s.push("", None, "length")
+        event.set()
         return streams, event
     try:
         engine.submit(streams)

@@ -29,7 +29,7 @@ import sys
 import threading
 import time
 import traceback
-from collections import deque
+from collections import OrderedDict, deque
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -43,6 +43,8 @@ from charnn.serve.picker import BatchPicker, Draws, Sampling
 # New text is announced to the event loop at most this often (a stream's first text and its end at
 # once); `charnn sample` flushes its output at the same pace.
 PUBLISH_EVERY = 0.02
+
+STEPPERS = 16        # batch sizes whose Steppers are kept
 
 
 class EngineClosed(CharnnError):
@@ -126,7 +128,7 @@ class Engine:
     def __init__(self, run: Any, quantize: str = "none"):
         self.run, self.model, self.tokenizer = run, run.model, run.tokenizer
         self.model.eval()
-        self._steppers = {1: Stepper(self.model, 1, quantize=quantize)}
+        self._steppers = OrderedDict({1: Stepper(self.model, 1, quantize=quantize)})   # batch size -> Stepper
         self._zero = self.model.init_state(1)
         self._cv = threading.Condition()
         self._inbox: list[Stream] = []
@@ -250,8 +252,14 @@ class Engine:
         self.gates = torch.cat(gates) if gates[0] is not None else None        # (N, G)
 
     def _stepper(self, n: int) -> Stepper:
+        """The Stepper for n rows; the STEPPERS most recently used sizes are kept (their buffers
+        are small, but one per size up to --max-streams would add up)."""
         if n not in self._steppers:
             self._steppers[n] = self._steppers[1].resized(n)
+            while len(self._steppers) > STEPPERS:
+                oldest = next(k for k in self._steppers if k != 1)
+                del self._steppers[oldest]
+        self._steppers.move_to_end(n)
         return self._steppers[n]
 
     def _step(self) -> None:
