@@ -603,3 +603,24 @@ def documented_options(command: str, page: str) -> tuple[set[str], set[str]]:
 def test_every_serve_option_is_documented():
     flags, documented = documented_options("serve", "serve.md")
     assert flags - documented == set()
+
+
+def test_a_bow_model_writes_about_the_requested_topic_as_charnn_sample_does(tmp_path):
+    from starlette.testclient import TestClient
+
+    from tests.conftest import TINY_MODEL
+    from tests.test_representations import two_topic_corpus
+
+    corpus = two_topic_corpus(tmp_path / "topics.txt", docs=30)
+    out = tmp_path / "charbow"
+    assert cli("train", str(corpus), "--input", "bow", *TINY_MODEL, "--max-steps", "10", "--out", str(out),
+               "--quiet").exit_code == 0
+    with TestClient(create_app([load(out)])) as c:
+        for prime in ("the ", "war and the soldier went to the battle and the garden was far "):  # short, long
+            res = cli("sample", str(out), "--topic", "war soldier", "--seed", "3", "--length", "60", "--prime", prime)
+            body = complete(c, prompt=prime, topic="war soldier", seed=3, max_tokens=60)
+            text = body["choices"][0]["text"]
+            assert res.stdout == prime + text + ("" if text.endswith("\n") else "\n")
+        for fields, word in (({}, "--input bow"), ({"topic": "zzz qqq"}, "none of the topic words")):
+            r = c.post("/v1/completions", json={"prompt": "a", **fields})
+            assert r.status_code == 400 and word in r.json()["error"]["message"], r.text

@@ -62,6 +62,9 @@ class Served:
         """Hold k slots (one per completion choice), or answer 429 / 503."""
         if self.closing:
             raise p.ApiError(503, "the server is shutting down", kind="server_error", code="shutting_down")
+        if k > self.limits.max_streams:      # could never be admitted: not a matter of waiting
+            raise p.ApiError(400, f"the request asks for {k} completions at once; this server runs at most "
+                             f"{self.limits.max_streams}", "n")
         if self.in_flight + k > self.limits.max_streams:
             raise p.ApiError(429, f"too many completions in flight ({self.in_flight} of "
                              f"{self.limits.max_streams}); try again shortly", kind="rate_limit_error",
