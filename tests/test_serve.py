@@ -429,6 +429,17 @@ class Served:
     def stats(self) -> dict:
         return self.http.get("/v1/stats").json()
 
+    def idle(self, within: float = 2.0) -> bool:
+        """Whether no completion is in flight and no row is open, waiting up to `within` seconds."""
+        deadline = time.monotonic() + within
+        while True:
+            stats = self.stats()
+            if not (stats["in_flight"] or any(m["open_streams"] for m in stats["models"].values())):
+                return True
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.01)
+
     def rss_kb(self) -> int:
         return int(re.search(r"VmRSS:\s+(\d+)", Path(f"/proc/{self.pid}/status").read_text()).group(1))
 
@@ -465,6 +476,22 @@ def stream_text(url: str, body: dict) -> tuple[str, str | None, float]:
     return text, finish, first
 
 
+def hang_up_at_random(url: str, rng: random.Random, clients: int = 4) -> None:
+    """Clients that each read a few chunks (or none) of a long stream, then disconnect."""
+    def client(chunks: int) -> None:
+        with httpx.stream("POST", url + "/v1/completions", timeout=20,
+                          json={"prompt": "x", "max_tokens": 100_000, "stream": True}) as r:
+            lines = r.iter_lines()
+            for _ in range(chunks):
+                next(lines)
+
+    threads = [threading.Thread(target=client, args=(rng.randint(0, 6),)) for _ in range(clients)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(20)
+
+
 def test_a_real_server_batches_clients_frees_slots_at_once_and_does_not_grow(forkserver, run_dir, tmp_path):
     server = Served(forkserver, run_dir, tmp_path / "serve.log", "--max-streams", "4", "--max-tokens", "1000000")
     try:
@@ -487,8 +514,11 @@ def test_a_real_server_batches_clients_frees_slots_at_once_and_does_not_grow(for
         got = burst()
         assert [g[0] for g in got] == want and all(g[1] == "length" for g in got)
         rss = server.rss_kb()
+        rng = random.Random(0)
         for _ in range(3):
             assert [g[0] for g in burst()] == want
+            hang_up_at_random(server.url, rng)
+            assert server.idle(), server.stats()              # every slot and row free again
         assert server.rss_kb() - rss < 16_000, "the server's memory grew over three more bursts"
         # four long streams fill --max-streams 4: a fifth request is told to come back later
         long = {"prompt": "x", "max_tokens": 1_000_000}        # they would run for minutes
@@ -503,12 +533,7 @@ def test_a_real_server_batches_clients_frees_slots_at_once_and_does_not_grow(for
             assert server.stats()["in_flight"] == 4
             for s in streams:                   # the clients hang up
                 s.__exit__(None, None, None)
-        deadline = time.monotonic() + 2
-        while (server.stats()["in_flight"] or server.stats()["models"]["tiny"]["open_streams"]) \
-                and time.monotonic() < deadline:
-            time.sleep(0.01)
-        stats = server.stats()
-        assert stats["in_flight"] == 0 and stats["models"]["tiny"]["open_streams"] == 0, stats
+        assert server.idle(), server.stats()
         assert server.http.post("/v1/completions", json={"prompt": "x", "max_tokens": 1}).status_code == 200
     finally:
         code = server.stop()
