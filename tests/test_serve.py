@@ -168,6 +168,41 @@ def test_streams_that_join_and_leave_the_batch_each_get_their_own_sample(run_dir
     engine.join(5)
 
 
+def test_a_failing_step_ends_its_streams_with_an_error_and_the_engine_goes_on(run_dir, capsys):
+    run = load(run_dir)
+    engine = Engine(run)
+    steps, step = [0], engine._step
+
+    def fails_once() -> None:
+        steps[0] += 1
+        if steps[0] == 5:
+            raise RuntimeError("a bug")
+        step()
+
+    engine._step = fails_once
+    engine.start()
+
+    async def finish(streams: list[Stream], event: asyncio.Event) -> list:
+        while not all(s.done for s in streams):
+            await asyncio.wait_for(event.wait(), 10)
+            event.clear()
+        return [s.finish_reason for s in streams]
+
+    async def main():
+        loop, event = asyncio.get_running_loop(), asyncio.Event()
+        first = [Stream(Job(engine.prepare([1, 2]), Sampling(), i, 100), run.tokenizer, loop, event) for i in range(3)]
+        engine.submit(first)
+        assert await finish(first, event) == ["error"] * 3
+        again = [Stream(Job(engine.prepare([1]), Sampling(), 9, 20), run.tokenizer, loop, event)]
+        engine.submit(again)
+        assert await finish(again, event) == ["length"]
+
+    asyncio.run(main())
+    assert "RuntimeError: a bug" in capsys.readouterr().err
+    engine.shutdown()
+    engine.join(5)
+
+
 # -- the API ------------------------------------------------------------------------------------------
 
 

@@ -194,6 +194,8 @@ async def collect(request: Request, req: p.CompletionRequest, model: str, stream
             if await request.is_disconnected():
                 raise p.ApiError(499, "the client went away") from None
         event.clear()
+    if "error" in finish:           # the engine failed (a bug, logged on stderr), not the request
+        raise p.ApiError(500, "internal error while generating (see the server's log)", kind="server_error")
     choices = []
     for i, text in enumerate(texts):
         start = len(req.prompts[i // req.n]) if req.echo else 0

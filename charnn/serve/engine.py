@@ -138,6 +138,7 @@ class Engine:
         self.picker: BatchPicker | None = None
         self.gates: torch.Tensor | None = None           # (N, G) per-row topic gates, or None
         self.steps = self.tokens = 0
+        self._joining: list[Stream] = []          # taken from the inbox, not yet rows
         self._changed: set[Stream] = set()       # streams with text not yet announced
         self._published = 0.0
         self._thread = threading.Thread(target=self._loop, name=f"charnn-engine-{run.name}", daemon=True)
@@ -202,8 +203,8 @@ class Engine:
                     self._step()
             except Exception:  # a bug: end the streams in flight with an error rather than hang them
                 traceback.print_exc(file=sys.stderr)
-                self._end(self.rows, "error")
-                self.rows, self.stepper = [], None
+                self._end(self.rows + self._joining, "error")
+                self.rows, self._joining, self.stepper = [], [], None
 
     def _admit(self) -> bool:
         """Let new streams join and finished ones leave; wait while there is nothing to do.
@@ -213,6 +214,7 @@ class Engine:
                 self._cv.wait()
             joining, self._inbox = self._inbox, []
             closing = self._closing
+        self._joining = joining                 # ended too, should anything below fail
         if closing:
             self._end(self.rows + joining, "length")
             self.rows = []
@@ -228,6 +230,7 @@ class Engine:
                 new.append(s)
         if new or len(keep) != len(self.rows):
             self._rebuild(keep, new)
+        self._joining = []
         return True
 
     def _rebuild(self, keep: list[Stream], new: list[Stream]) -> None:
