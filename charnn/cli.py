@@ -22,6 +22,7 @@ app = typer.Typer(
     "Example: charnn train corpus.txt && charnn sample --temp 0.8 --prime 'ROMEO:'",
     no_args_is_help=True,
     add_completion=False,
+    rich_markup_mode=None,      # plain help: fits 80 columns, shows every default, pipes cleanly
     pretty_exceptions_enable=False,
     context_settings={"help_option_names": ["-h", "--help"]},
 )

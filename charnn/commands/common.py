@@ -24,7 +24,7 @@ def jsonable(o: Any) -> Any:
         return [jsonable(v) for v in o]
     if o is None or isinstance(o, (str, int, bool)):
         return o
-    if hasattr(o, "item") and callable(o.item):   # numpy / torch scalars
+    if getattr(o, "ndim", None) == 0 and hasattr(o, "item"):   # numpy / torch scalars
         return jsonable(o.item())
     return str(o)
 

@@ -41,6 +41,12 @@ class Display:
             sys.stderr.write(text + "\n")
             sys.stderr.flush()
 
+    def warn(self, message: str) -> None:
+        """A warning line: shown even when quiet (it is not progress)."""
+        quiet, self.quiet = self.quiet, False
+        self.print(f"warning: {message}")
+        self.quiet = quiet
+
     def status(self, label: str, fraction: float | None, parts: Sequence[str], force: bool = False) -> None:
         """The current status: `label`, a bar for `fraction` (None: no bar) and `parts`, in
         order of importance (on a narrow terminal the last ones are dropped)."""
@@ -106,10 +112,14 @@ class TrainReporter(Display):
         self._val = None
 
     def __call__(self, ev: dict[str, Any]) -> None:
+        kind = ev.get("event")
+        if kind == "warning":       # not progress: shown with --quiet too
+            self.warn(ev["message"])
         if self.quiet:
             return
-        kind = ev.get("event")
-        if kind == "start":
+        if kind in ("message", "plan"):
+            self.print(ev["text"])
+        elif kind == "start":
             what = "resuming" if ev["resumed"] else "training"
             self.print(
                 f"{what} {ev['parameters']:,}-parameter model on {ev['device']}: "
@@ -129,8 +139,6 @@ class TrainReporter(Display):
             self.print(f"eval {label}: val loss {ev['val_loss']:.4f} nats/token, "
                        f"{ev['val_nats_per_char']:.4f} nats/char, {ev['val_bpc']:.4f} bits/char, "
                        f"perplexity {ev['val_ppl']:.2f}")
-        elif kind == "warning":
-            self.print(f"warning: {ev['message']}")
         elif kind == "skip":
             self.print(f"warning: step {ev['step']}: non-finite loss or gradient, step skipped")
         elif kind == "rollback":
