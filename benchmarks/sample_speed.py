@@ -99,7 +99,7 @@ def main() -> None:
         print(f"\n{c.layers}x{c.hidden} {cell}, vocabulary {c.vocab_size}: the step reads {fp32_mb:.1f} MB "
               f"of fp32 weights ({int8_mb:.1f} MB as int8) per character")
         print(f"  {'path':<34} {'chars/s':>9} {'us/char':>8} {'vs naive':>9} {'vs fp32':>8}   target")
-        line = lambda name, key, target="": print(  # noqa: E731
+        line = lambda name, key, target="", r=r: print(  # noqa: E731
             f"  {name:<34} {r[key]:>9,.0f} {1e6 / r[key]:>8.0f} {r[key] / r['naive']:>8.1f}x "
             f"{r[key] / r['fp32']:>7.2f}x   {target}")
         line("naive: nn.LSTM once per char" if cell == "lstm" else f"naive: nn.{cell.upper()} once per char", "naive")

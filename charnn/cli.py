@@ -21,7 +21,7 @@ app = typer.Typer(
     "sample from them, and see text through several tokenizers and vector representations.\n\n"
     "Example: charnn train corpus.txt && charnn sample --temp 0.8 --prime 'ROMEO:'",
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,       # charnn --install-completion [bash|zsh|fish]
     rich_markup_mode=None,      # plain help: fits 80 columns, shows every default, pipes cleanly
     pretty_exceptions_enable=False,
     context_settings={"help_option_names": ["-h", "--help"]},

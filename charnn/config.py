@@ -32,7 +32,8 @@ SAME, MAY_CHANGE, AT_START = "same", "may-change", "at-start"
 
 
 def option(default: Any, help: str, *, flag: str | None = None, shown: str | None = None,
-           resume: str = SAME, cli_type: type | None = None, metavar: str | None = None):
+           resume: str = SAME, cli_type: type | None = None, metavar: str | None = None,
+           escapes: bool = False):
     """A config field that is also a `charnn train` option: the one place a flag is declared
     (charnn.commands.train builds its options from these fields; the docs test reads --help).
 
@@ -41,11 +42,12 @@ def option(default: Any, help: str, *, flag: str | None = None, shown: str | Non
     (e.g. "--amp/--no-amp"). resume: SAME, a flag given with --resume must repeat the run's
     value; MAY_CHANGE, it changes the resumed run; AT_START, it only applies when a run starts.
     cli_type: the type on the command line when it differs from the field's (--time-budget is
-    text such as 10m, stored as seconds).
+    text such as 10m, stored as seconds). escapes: the command line's backslash escapes
+    (\\n, \\t, ...) are read as the characters they stand for.
     """
     return dataclasses.field(default=default, metadata={
         "help": help, "flag": flag, "shown": shown, "resume": resume, "cli_type": cli_type,
-        "metavar": metavar})
+        "metavar": metavar, "escapes": escapes})
 
 
 def cli_fields(cls) -> list[dataclasses.Field]:
@@ -139,6 +141,7 @@ class DataConfig(_Dict):
     """How the text becomes tokens and inputs: what a run's vocabulary is fitted with."""
 
     tokenizer: str = option("char", "char (Unicode code points), byte, word, bpe or unigram.", metavar="NAME")
+    encoding: str = option("utf-8", "The corpus' text encoding (e.g. latin-1, cp1252, utf-16).", metavar="NAME")
     vocab_size: Optional[int] = option(None, "Vocabulary size for bpe/unigram (and word's cap).",
                                        shown="1000 for bpe/unigram", resume=AT_START)
     min_count: Optional[int] = option(None, "word: tokens seen fewer times become <unk>.",
@@ -149,7 +152,16 @@ class DataConfig(_Dict):
                                     "file or a word2vec text/binary file; their dimension sets "
                                     "--embed-dim.", resume=AT_START, metavar="PATH")
     doc_sep: Optional[str] = option(None, "--input bow: the text between documents (\\n escapes "
-                                    "allowed).", shown="a blank line", resume=AT_START)
+                                    "allowed).", shown="a blank line", resume=AT_START, escapes=True)
+
+    def __post_init__(self):
+        from charnn.data import check_encoding
+
+        object.__setattr__(self, "encoding", check_encoding(self.encoding))   # one name per codec
+        for name in ("vocab_size", "min_count", "max_vocab"):
+            v = getattr(self, name)
+            if v is not None and v < 1:
+                raise CharnnError(f"--{name.replace('_', '-')} must be at least 1", 2)
 
     def fit_options(self) -> dict[str, Any]:
         """The tokenizer's fit options that were given."""
@@ -197,7 +209,7 @@ def parse_duration(text: str | None) -> float | None:
     except ValueError:
         parts = re.findall(r"(\d+(?:\.\d+)?)\s*([smhd])", t)
         if not parts or "".join(n + u for n, u in parts) != re.sub(r"\s+", "", t):
-            raise CharnnError(f"cannot read {text!r} as a duration: use e.g. 90s, 10m, 2h or 1h30m", 2)
+            raise CharnnError(f"cannot read {text!r} as a duration: use e.g. 90s, 10m, 2h or 1h30m", 2) from None
         value = sum(float(n) * _UNITS[u] for n, u in parts)
     if not value > 0 or value != value:
         raise CharnnError(f"--time-budget must be positive, not {text!r}", 2)

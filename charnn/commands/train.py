@@ -18,6 +18,7 @@ from typing import Any, Optional
 
 import typer
 
+from charnn.commands.common import unescape
 from charnn.config import DataConfig, ModelConfig, TrainConfig, cli_fields
 from charnn.errors import CharnnError
 
@@ -29,6 +30,7 @@ HELP = ("Train an LSTM/GRU/RNN language model on CORPUS: a text file, - for stdi
         "torchrun --nproc-per-node 2 -m charnn train corpus.txt")
 CONFIGS = (ModelConfig, TrainConfig, DataConfig)
 METAVARS = {int: "N", float: "F", str: "TEXT", bool: None}
+ESCAPED = {f.name for cls in CONFIGS for f in cli_fields(cls) if f.metadata["escapes"]}
 
 # The command's own options: (name, annotation, typer.Option)
 OWN = [
@@ -86,6 +88,7 @@ def train_cmd(ctx: typer.Context, corpus: Optional[str] = None, **options: Any):
     if launched() and "CHARNN_LAUNCHED_AT" in os.environ:
         started = float(os.environ["CHARNN_LAUNCHED_AT"])   # --nproc: the budget counts from its start
     own = {name: options.pop(name) for name, _, _ in OWN}
+    options = {k: unescape(v) if isinstance(v, str) and k in ESCAPED else v for k, v in options.items()}
     if own["nproc"] is not None:
         from charnn.commands.nproc import launch
 

@@ -14,14 +14,14 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any, Optional
 
 from charnn import checkpoint as ckpt_io
 from charnn import corpora
-from charnn.config import (AT_START, MAY_CHANGE, DataConfig, ModelConfig, TrainConfig, cli_fields,
-                           parse_duration)
+from charnn.config import AT_START, MAY_CHANGE, DataConfig, ModelConfig, TrainConfig, cli_fields, parse_duration
 from charnn.errors import CharnnError
 
 Callback = Callable[[dict[str, Any]], Optional[bool]]
@@ -103,11 +103,62 @@ class Session:
         if self.req.force and self.resumed is None:
             # afresh: the old run's files go, so none of them is mistaken for this run's
             self.group.main_only(lambda: clear_run(self.run_dir))
+        return self.train(inputs.init_model)
+
+    def train(self, init_model) -> dict[str, Any]:
+        """The Trainer, watched; restarted once with a new plan if the speed the run gets is far
+        from the plan's early on (charnn.training.watch)."""
         from charnn.training.trainer import train
 
-        return train(self.model_cfg, self.train_cfg, self.data, self.run_dir, callback=self._callback,
-                     resume=self.resumed, started=self.started, init_model=inputs.init_model,
-                     group=self.group)
+        replan = self.replan_at if self.plan is not None and self.plan.tokens_per_sec else None
+        while True:
+            summary = train(self.model_cfg, self.train_cfg, self.data, self.run_dir, callback=self._callback,
+                            resume=self.resumed, started=self.started, init_model=init_model,
+                            group=self.group, watch=self.make_watch(replan))
+            if summary.get("replan") is None:
+                return summary
+            self.restart_with(summary)
+            replan = None
+
+    def make_watch(self, replan):
+        """The speed watch: threads adapt on a CPU in one process; re-planning needs a plan."""
+        import torch
+
+        from charnn.machine import pick_device, thread_choices
+        from charnn.training.watch import ThroughputWatch
+
+        cpu = self.group.device(pick_device(self.train_cfg.device)).type == "cpu"
+        threads = thread_choices() if cpu and not self.group.distributed else []
+        planned = self.plan.tokens_per_sec if self.plan is not None else None
+        return ThroughputWatch(planned, threads, replan, current_threads=torch.get_num_threads())
+
+    def replan_at(self, tokens_per_sec: float):
+        """The watch's question: the plan for the time left at the speed the run gets now."""
+        import torch
+
+        from charnn.training import autosize
+
+        left = self.train_cfg.time_budget - (time.time() - self.started)
+        return autosize.replan(self.shape, (self.model_cfg.layers, self.model_cfg.hidden), tokens_per_sec,
+                               torch.get_num_threads(), left, len(self.data.train_ids))
+
+    def restart_with(self, summary: dict[str, Any]) -> None:
+        from charnn.training import autosize
+
+        ev = summary["replan"]
+        old, p, rate = self.model_cfg, autosize.Plan(**ev["plan"]), ev["tokens_per_sec"]
+        left = self.train_cfg.time_budget - (time.time() - self.started)
+        self.emit({"event": "message", "text": (
+            f"re-planning: {old.layers}x{old.hidden} trains at {rate:,.0f} tokens/s here now, far from the "
+            f"{ev['planned_tokens_per_sec']:,.0f} it was planned for (the machine got "
+            f"{'busier' if rate < ev['planned_tokens_per_sec'] else 'quieter'}); restarting with "
+            f"{p.layers}x{p.hidden} for the {left:.0f}s left")})
+        self.emit({"event": "plan", "text": autosize.describe(p), "plan": ev["plan"]})
+        self.plan = p
+        self.model_cfg = dataclasses.replace(old, layers=p.layers, hidden=p.hidden, embed_dim=p.embed_dim,
+                                             dropout=p.dropout)
+        self.train_cfg = dataclasses.replace(self.train_cfg, warmup=p.warmup, lr=p.lr)
+        self.group.main_only(lambda: clear_run(self.run_dir))
 
     # ------------------------------------------------------------------------------------------
     # configs
@@ -137,8 +188,10 @@ class Session:
         ckpt_io.check_resumable(ckpt, path)
         ckpt_io.build_model(ckpt)     # the weights fit the model and are finite
         self.model_cfg, old = ckpt_io.configs(ckpt)
-        self.data_cfg = DataConfig.from_dict({**ckpt.get("data_config", {}), "tokenizer": ckpt["tokenizer"]["name"]})
-        check_resume_flags(ckpt, self.model_cfg, old, {**self.model_given, **self.train_given, **self.data_given})
+        self.data_cfg = DataConfig(tokenizer=ckpt["tokenizer"]["name"],
+                                   encoding=ckpt.get("corpus", {}).get("encoding", "utf-8"))
+        given = {**self.model_given, **self.train_given, **self.data_given}
+        check_resume_flags(ckpt, self.model_cfg, old, given)
         changes = {k: v for k, v in self.train_given.items()
                    if _resume_rule(TrainConfig, k) == MAY_CHANGE}
         if any(k in changes for k in STOP_FLAGS):    # new limits replace the old ones
@@ -196,21 +249,20 @@ class Session:
         cfg, val_frac = self.data_cfg, self.train_cfg.val_frac
         # rank 0 encodes the corpus into the cache, then the others read it from there
         self.data = self.group.main_first(lambda: prepare_data(self.path, cfg.tokenizer, val_frac,
-                                                               cfg.fit_options(), tokenizer=tok))
+                                                               cfg.fit_options(), tok, cfg.encoding))
         if self.group.distributed:
             # the ranks must see one vocabulary (a cache that nodes do not share is refitted per node)
             tok0 = self.group.broadcast(self.data.tokenizer.to_dict())
             if tok0 != self.data.tokenizer.to_dict():
                 self.data = prepare_data(self.path, cfg.tokenizer, val_frac, cfg.fit_options(),
-                                         tokenizer=tokenizer_from_dict(tok0))
+                                         tokenizer_from_dict(tok0), cfg.encoding)
 
     def setup_inputs(self):
         from charnn.representations.inputs import setup_input
 
         cfg, m = self.data_cfg, self.model_given
-        doc_sep = cfg.doc_sep.replace("\\n", "\n").replace("\\t", "\t") if cfg.doc_sep is not None else None
         inp = setup_input(self.data, m.get("input"), cfg.vectors, m.get("embed_dim"),
-                          bool(m.get("freeze_embeddings")), doc_sep, cfg.max_vocab, cfg.min_count,
+                          bool(m.get("freeze_embeddings")), cfg.doc_sep, cfg.max_vocab, cfg.min_count,
                           self.resumed, self.train_cfg.seed)
         for text in inp.messages:
             if text.startswith("warning: "):
@@ -238,10 +290,15 @@ class Session:
                  **{k: v for k, v in self.train_given.items() if k in ("batch_size", "seq_len", "lr", "warmup")}}
         remaining = self.train_cfg.time_budget - (time.time() - self.started)
         device = self.group.device(pick_device(self.train_cfg.device))
+        self.shape = autosize.shape_for(self.data.tokenizer.vocab_size, device, fixed, mc.get("cell", "lstm"))
         # rank 0 calibrates (the others would only compete with it for the machine)
         self.plan = plan = self.group.main_only(lambda: autosize.plan(
             remaining, len(self.data.train_ids), self.data.tokenizer.vocab_size, device, fixed,
             mc.get("cell", "lstm")))
+        if plan.threads and not self.group.distributed:
+            import torch
+
+            torch.set_num_threads(plan.threads)      # what trained fastest in the calibration
         if not self.req.dry_run:
             self.emit({"event": "plan", "text": autosize.describe(plan), "plan": plan.to_dict()})
         self.train_cfg = dataclasses.replace(self.train_cfg, batch_size=plan.batch_size, seq_len=plan.seq_len,
@@ -266,7 +323,10 @@ def check_resume_flags(ckpt: dict, model_cfg: ModelConfig, train_cfg: TrainConfi
     """A resumed run keeps its model, tokenizer and data layout: a flag given with --resume
     must repeat the run's value (so a command retyped with --resume added works), never
     silently change nothing."""
-    run = {**train_cfg.to_dict(), **model_cfg.to_dict(), "tokenizer": ckpt["tokenizer"]["name"]}
+    run = {**train_cfg.to_dict(), **model_cfg.to_dict(), "tokenizer": ckpt["tokenizer"]["name"],
+           "encoding": ckpt.get("corpus", {}).get("encoding", "utf-8")}
+    if "encoding" in given:
+        given = {**given, "encoding": DataConfig(encoding=given["encoding"]).encoding}
     may_change = [f"--{f.name.replace('_', '-')}" for cls in (ModelConfig, TrainConfig, DataConfig)
                   for f in cli_fields(cls) if f.metadata["resume"] == MAY_CHANGE]
     for name, value in given.items():
