@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import re
 from pathlib import Path
 
@@ -444,24 +443,27 @@ def test_docs_name_every_inspect_option():
                 assert re.search(rf"`{re.escape(opt)}\b", doc), f"{cmd.name} {opt} is not in docs/inspect.md"
 
 
-def test_pictures_script_runs_at_tiny_scale(in_runs, tmp_path):
-    """benchmarks/inspect_pictures.py makes the docs' pictures from run folders."""
-    import subprocess
-    import sys
+def test_pictures_script_runs_at_tiny_scale(in_runs, tmp_path, monkeypatch):
+    """benchmarks/inspect_pictures.py makes the docs' pictures from run folders (run in this
+    process, as its commands are: a second interpreter would import torch again)."""
+    import importlib.util
 
     from tests.browser import find_browser
-    from tests.conftest import REPO, subprocess_env
+    from tests.conftest import REPO
 
     if None in find_browser():
         pytest.skip("no headless browser here: apt-get install chromium chromium-driver")
+    spec = importlib.util.spec_from_file_location("inspect_pictures", REPO / "benchmarks" / "inspect_pictures.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
     out = tmp_path / "pictures"
-    p = subprocess.run([sys.executable, str(REPO / "benchmarks" / "inspect_pictures.py"), "--out", str(out),
-                        "--page-run", "char-lstm", "--text-file", "corpus.txt", "--length", "400",
-                        "--gradient-runs", "char-lstm", "byte-gru", "word-rnn", "--lag", "20", "--positions", "3",
-                        "--loss-runs", "char-lstm", "byte-gru"],
-                       capture_output=True, text=True, env=subprocess_env(OMP_NUM_THREADS="1"), timeout=120)
-    assert p.returncode == 0, p.stderr
-    for name in ("inspect_page.png", "inspect_gradients.png", "info_loss.png", "find_units.txt"):
-        assert (out / name).stat().st_size > 0, name
-    assert (out / "inspect_page.png").read_bytes()[:4] == b"\x89PNG"
-    assert os.path.exists(out / "inspect_page.html")
+    monkeypatch.setattr("sys.argv", [
+        "inspect_pictures.py", "--out", str(out), "--page-run", "char-lstm", "--text-file", "corpus.txt",
+        "--length", "400", "--gradient-runs", "char-lstm", "byte-gru", "word-rnn", "--lag", "20",
+        "--positions", "3", "--loss-runs", "char-lstm", "byte-gru"])
+    script.main()
+    for name in ("inspect_page.png", "inspect_gradients.png", "info_loss.png", "saturation.png"):
+        assert (out / name).read_bytes()[:4] == b"\x89PNG", name
+    assert "units that track the text" in (out / "find_units.txt").read_text()
+    assert "sigma_max" in (out / "gradients.txt").read_text()
+    assert (out / "inspect_page.html").stat().st_size > 0

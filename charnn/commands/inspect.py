@@ -68,6 +68,8 @@ def activations_cmd(
                      "no file is written]"),
     plot: Optional[str] = Opt(None, "--plot", help="Draw the gate saturation scatter (each unit's share of time "
                               "below 0.1 against above 0.9) into this image (.png, .svg, .pdf)."),
+    threads: int = Opt(1, "--threads", help="CPU threads. A step of one stream is a few small products that "
+                       "a second thread slows down."),
     json_out: bool = Opt(False, "--json", help="Print the summary (saturation, --find's units) as JSON."),
 ):
     from charnn.inspect import dump, properties, saturation
@@ -75,7 +77,8 @@ def activations_cmd(
     from charnn.inspect.text import char_index
 
     fmt = _check_format(fmt, out, json_out)
-    _check_positive(length=length, top=top)
+    _check_positive(length=length, top=top, threads=threads)
+    _threads(threads)
     if plot:
         _check_plot(plot)
     r, acts = _record(run, text, file, length)
@@ -114,12 +117,14 @@ def gradients_cmd(
                                        "(repeat for several): one table and one chart for all."),
     plot: Optional[str] = Opt(None, "--plot", help="Draw the gradient against k (log scale) into this image "
                               "(.png, .svg, .pdf)."),
+    threads: int = Opt(1, "--threads", help="CPU threads (more can help a large --positions on a wide model)."),
     json_out: bool = Opt(False, "--json", help="Print the measurements as JSON."),
 ):
     from charnn.inspect.gradients import measure
     from charnn.run import load
 
-    _check_positive(length=length, lag=lag, positions=positions)
+    _check_positive(length=length, lag=lag, positions=positions, threads=threads)
+    _threads(threads)
     if plot:
         _check_plot(plot)
     source, where = _read_text(text, file, length, None)
@@ -207,6 +212,12 @@ def _check_positive(**values: int) -> None:
     for name, v in values.items():
         if v < 1:
             raise CharnnError(f"--{name} must be at least 1", 2)
+
+
+def _threads(n: int) -> None:
+    import torch
+
+    torch.set_num_threads(n)
 
 
 def _check_format(fmt: str | None, out: str | None, json_out: bool) -> str | None:
@@ -372,7 +383,9 @@ def _legend(kind: str) -> str:
 
 
 def _label(flow) -> str:
-    return f"{flow.meta['run']} ({flow.meta['cell']})"
+    """The run's name, with its cell when the name does not say it."""
+    run, cell = flow.meta["run"], flow.meta["cell"]
+    return run if cell in run.lower() else f"{run} ({cell})"
 
 
 def _flow_json(flow) -> dict:

@@ -8,8 +8,8 @@ path whose Jacobian is the forget gate, diag(f), which stays near 1 for units th
 its gradient reaches much further; a GRU's update gate z plays that part.
 
 The measurement: positions t are spread over the text; for each, the model is run from the
-state it has after token t-K-1 (a first pass over the whole text gives those states) through
-tokens t-K .. t, the loss of predicting token t+1 is taken, and autograd gives its gradient with
+state it has after token t-K-1 (the fused model, run over the text once, gives those states)
+through tokens t-K .. t, the loss of predicting token t+1 is taken, and autograd gives its gradient with
 respect to every layer's h at every step of the window. All windows run as one batch (they do not
 interact). Reported per layer and k: the mean over positions of |d loss_t / d h_(t-k)|_2, and
 the same relative to k = 1. LSTMs also report the gradient with respect to the cell state c.
@@ -25,7 +25,7 @@ import torch.nn.functional as F
 
 from charnn.errors import CharnnError
 from charnn.inspect import cells
-from charnn.inspect.activations import bow_cond, trace
+from charnn.inspect.activations import bow_cond
 from charnn.model import RNNLM
 
 FALLS_BELOW = 1e-3      # "the gradient is gone": |grad| at k below this share of |grad| at k = 1
@@ -38,7 +38,8 @@ class GradientFlow:
     cell_norms: np.ndarray | None        # (L, K) the same for the LSTM cell state, else None
     positions: list[int]                 # the t that were averaged over
     sigma: list[dict]                    # per layer: largest singular value of W_hh, whole and per gate
-    mean_gate: list[float] | None        # per layer: mean LSTM forget gate f, or GRU update gate z
+    mean_gate: list[float] | None        # per layer: mean LSTM forget gate f, or GRU update gate z,
+                                         # over the windows measured
     gate_name: str | None = None         # "f" or "z"
     meta: dict = field(default_factory=dict)
 
@@ -75,40 +76,40 @@ def measure(model: RNNLM, ids: np.ndarray, lag: int = 200, positions: int = 32, 
     model.eval()
     T, K = len(ids), lag
     ts = np.unique(np.linspace(K, T - 2, num=positions).round().astype(int)).tolist()   # targets t
-    starts = torch.tensor([t - K for t in ts])                                           # (B,)
-    first = trace(model, ids, cond, keep_gates=True)         # the whole text, for start states and gates
-    h0, c0 = _start_states(model, first, starts)
-    window = torch.as_tensor(np.stack([ids[s:s + K + 1] for s in starts.tolist()]))      # (B, K+1)
+    starts = [t - K for t in ts]                                                         # sorted, distinct
+    c = bow_cond(cond, T) if cond is not None else None
+    with torch.no_grad():
+        x_all = model.inputs(torch.as_tensor(ids, dtype=torch.long)[None], c).float()    # (1, T, in_dim)
+        h0, c0 = _start_states(model, x_all, starts)
     targets = torch.as_tensor(ids[[t + 1 for t in ts]])                                  # (B,)
-    c = _window_cond(cond, starts.tolist(), K + 1) if cond is not None else None
+    gate = {"lstm": "f", "gru": "z"}.get(model.cfg.cell)
     with torch.enable_grad():
-        x = model.inputs(window, c).float().detach().requires_grad_(True)    # a leaf, so a graph is built
-        traces = cells.run_stack(model, x, h0, c0, keep_gates=False)
-        logits = cells.head_logits(model, traces[-1].h[-1])                  # (B, V) at t
-        loss = F.cross_entropy(logits, targets, reduction="sum")            # windows are independent
+        x = torch.stack([x_all[0, s:s + K + 1] for s in starts]).requires_grad_(True)   # (B, K+1, in_dim)
+        traces = cells.run_stack(model, x, h0, c0, keep_gates=gate is not None)
+        logits = cells.head_logits(model, traces[-1].h[-1])                              # (B, V) at t
+        loss = F.cross_entropy(logits, targets, reduction="sum")                        # windows are independent
         norms = _grad_norms(loss, [t.h for t in traces], K, retain=model.cfg.cell == "lstm")
         cell_norms = _grad_norms(loss, [t.c for t in traces], K) if model.cfg.cell == "lstm" else None
-    gate = {"lstm": "f", "gru": "z"}.get(model.cfg.cell)
-    mean_gate = [float(torch.stack(t.gates[gate]).mean()) for t in first] if gate else None
+    # the gate that keeps a unit's old value, averaged over the windows' steps and units
+    mean_gate = [float(torch.stack(t.gates[gate]).detach().mean()) for t in traces] if gate else None
     return GradientFlow(np.arange(1, K + 1), norms, cell_norms, ts, singular_values(model), mean_gate, gate)
 
 
-def _start_states(model: RNNLM, first: list[cells.LayerTrace], starts: torch.Tensor):
-    """Each window's start state: the state after token start-1 (zero for a window at 0),
-    h0 and c0 (L, B, H) (c0 None but for an LSTM)."""
-    def gather(steps: list[torch.Tensor]) -> torch.Tensor:
-        seq = torch.cat([torch.zeros_like(steps[0]), torch.cat(steps)])     # (T+1, H): row s = after s-1
-        return seq[starts]                                                  # (B, H)
-
-    h0 = torch.stack([gather(t.h) for t in first])
-    c0 = torch.stack([gather(t.c) for t in first]) if model.cfg.cell == "lstm" else None
-    return h0, c0
-
-
-def _window_cond(cond, starts: list[int], n: int):
-    """--input bow: each window's per-step conditioning, as one (rows, index (B, n)) pair."""
-    rows, index = bow_cond(cond, len(cond.doc_ids))                 # over the whole text
-    return rows, torch.stack([index[0, s:s + n] for s in starts])
+def _start_states(model: RNNLM, x_all: torch.Tensor, starts: list[int]):
+    """Each window's start state, the state after token start-1 (zero for a window at 0), by the
+    fused model run from segment to segment: h0 and c0 (L, B, H) (c0 None but for an LSTM)."""
+    lstm = model.cfg.cell == "lstm"
+    zero = model.init_state(1, dtype=x_all.dtype)
+    state, pos, hs, cs = None, 0, [], []
+    for s in starts:
+        if s > pos:
+            _, state = model.rnn(x_all[:, pos:s], state)
+            pos = s
+        now = zero if state is None else (state if lstm else (state,))
+        hs.append(now[0])
+        if lstm:
+            cs.append(now[1])
+    return torch.cat(hs, dim=1), torch.cat(cs, dim=1) if lstm else None     # (L, B, H)
 
 
 def _grad_norms(loss: torch.Tensor, per_layer: list[list[torch.Tensor]], K: int,
