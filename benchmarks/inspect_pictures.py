@@ -90,7 +90,7 @@ def screenshot(page: Path, png: Path, width: int, height: int) -> None:
         driver.get(page.resolve().as_uri())
         # one script finds the characters on screen (a WebDriver call per span would take seconds)
         index = driver.execute_script(
-            "const s = [...document.querySelectorAll('#text .tok')].filter(e => e.textContent.trim() &&"
+            "const s = [...document.querySelectorAll('#text .tok')].filter(e => /\\w/.test(e.textContent) &&"
             " e.getBoundingClientRect().bottom < arguments[0]);"
             "return s.length ? +s[Math.floor(s.length / 3)].dataset.i : 0;", height * 0.6)
         target = driver.find_elements("css selector", "#text .tok")[index]
