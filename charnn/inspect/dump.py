@@ -64,7 +64,8 @@ def load_npy(folder: Path | str) -> Activations:
 
 def jsonl_lines(acts: Activations) -> Iterator[str]:
     """One line of strict JSON per token (NaN loss -> null), newline included."""
-    rounded = {k: np.round(v, DECIMALS).transpose(1, 0, 2) for k, v in acts.states.items()}   # (T, L, H)
+    # rounded in float64, so the JSON holds 0.30777, not float32's 0.3077700138092041
+    rounded = {k: np.round(v.astype(np.float64), DECIMALS).transpose(1, 0, 2) for k, v in acts.states.items()}
     for t, (i, piece) in enumerate(zip(acts.ids.tolist(), acts.pieces)):
         loss = float(acts.loss[t])
         row = {"t": t, "id": i, "token": piece, "loss": round(loss, DECIMALS) if math.isfinite(loss) else None,
