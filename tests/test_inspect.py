@@ -422,6 +422,11 @@ def test_the_page_works_in_a_headless_browser(in_runs, tmp_path, browser):
     assert browser.find_element("id", "unit").get_attribute("value") == button.get_attribute("data-unit")
     assert browser.find_element("id", "kind").get_attribute("value") == button.get_attribute("data-kind")
     assert "cur" in button.get_attribute("class")
+    # a byte model: a 4-byte character shows whole on its last byte (not as broken halves)
+    r = cli("inspect", "activations", "byte-gru", "a🙂b", "--html", str(page))
+    assert r.exit_code == 0, r.stderr
+    browser.get(page.as_uri())
+    assert browser.execute_script(each.format("textContent")) == ["a", "", "", "", "🙂", "b"]
 
 
 # ----------------------------------------------------------------------------------------------

@@ -113,7 +113,7 @@ function colour(kind, v, range) {          // a CSS colour for a value of this k
 function visible(s) {                      // a token as visible text
   if (s === "") return "\u2205";
   return s.replace(/ /g, "\u2423").replace(/\n/g, "\u21b5").replace(/\t/g, "\u21e5")
-          .replace(/[\ud800-\udfff]/g, "\ufffd");
+          .replace(/[\ud800-\udfff]/gu, "\ufffd");
 }
 
 const sel = {layer: D.start.layer, kind: D.start.kind, unit: D.start.unit};
@@ -125,7 +125,7 @@ function buildText() {
   D.pieces.forEach((p, t) => {
     const s = document.createElement("span");
     s.className = "tok" + (p === "" ? " empty" : "") + (p === "\n" ? " nl" : "");
-    s.textContent = p === "\n" ? "\u21b5\n" : p.replace(/[\ud800-\udfff]/g, "\ufffd");
+    s.textContent = p === "\n" ? "\u21b5\n" : p.replace(/[\ud800-\udfff]/gu, "\ufffd");
     s.dataset.i = t;
     frag.appendChild(s);
     spans.push(s);
