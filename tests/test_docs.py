@@ -73,7 +73,7 @@ def charnn_parts(spans: str) -> str:
     """Of each line of code, what charnn reads: after `charnn` where the line runs it (a
     torchrun line), nothing where another program's line stands alone."""
     out = []
-    for line in spans.splitlines():
+    for line in re.sub(r"\\\n\s*", " ", spans).splitlines():     # a command continued with \ is one line
         if " charnn " in f" {line} ":
             out.append(line[line.rindex("charnn"):])
         elif not FOREIGN_PROGRAMS.search(line):

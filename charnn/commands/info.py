@@ -26,7 +26,7 @@ def register(app: typer.Typer) -> None:
 
 
 def info_cmd(
-    runs: Optional[list[str]] = typer.Argument(None, help="Run folders or checkpoints. (Default: the newest run.)"),
+    runs: Optional[list[str]] = typer.Argument(None, help="Run folders or checkpoints. [default: the newest run]"),
     json_out: bool = typer.Option(False, "--json", help="Print everything as JSON (one line per run)."),
     plot_file: Optional[str] = typer.Option(
         None, "--plot", help="Also draw the loss curves into this image file (.png, .svg or .pdf): training "

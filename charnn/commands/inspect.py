@@ -16,7 +16,7 @@ import typer
 
 Opt = typer.Option
 
-TEXT_HELP = "Text to look at, or - to read it from stdin. (Default: --file, else the run's validation text.)"
+TEXT_HELP = "Text to look at, or - to read it from stdin. [default: --file, else the run's validation text]"
 FILE_HELP = "Read the text from this UTF-8 file."
 
 
@@ -61,11 +61,11 @@ def activations_cmd(
                      "words, line breaks, uppercase runs and code comments best (correlation)."),
     top: int = Opt(3, "--top", help="Units listed per property by --find."),
     unit: Optional[str] = Opt(None, "--unit", help="The unit to colour by, LAYER:UNIT (or UNIT, layer 0); "
-                              "also the page's first unit. (Default: --find's best, else 0:0.)"),
+                              "also the page's first unit. [default: --find's best, else 0:0]"),
     kind: str = Opt("h", "--kind", help="What of the unit to show: h, c (LSTM), a gate (LSTM i f g o, GRU r z n), "
                     "or loss (the loss paid per token)."),
-    show: bool = Opt(False, "--show", help="Print the text coloured by the unit. (Default: on a terminal when "
-                     "no file is written.)"),
+    show: bool = Opt(False, "--show", help="Print the text coloured by the unit. [default: on a terminal when "
+                     "no file is written]"),
     plot: Optional[str] = Opt(None, "--plot", help="Draw the gate saturation scatter (each unit's share of time "
                               "below 0.1 against above 0.9) into this image (.png, .svg, .pdf)."),
     threads: int = Opt(1, "--threads", help="CPU threads. A step of one stream is a few small products that "
