@@ -79,6 +79,7 @@ class Session:
         self._callback = callback if group.is_main else None
         parts = given_by_config(request.given)
         self.model_given, self.train_given, self.data_given = parts[ModelConfig], parts[TrainConfig], parts[DataConfig]
+        ModelConfig(vocab_size=1, **self.model_given)    # a bad --cell is said before anything is read
         self.resumed: dict[str, Any] | None = None
         self.plan = None          # autosize.Plan, when the budget chose the model
 
