@@ -12,9 +12,9 @@ corpus: bare gensim has no tokenizer of its own to give it the same words):
 
 words/s = corpus words x epochs / seconds (best of --repeat, runs interleaved so machine noise
 hits both sides alike), for the whole call and for the training part alone (charnn's whole call
-skips gensim's vocabulary scan: it reuses the word counts cached with the tokenized corpus). The first, cold preprocessing pass is timed
-separately. charnn should reach >= 90% of bare gensim (corpus_file). Not a test: run it on a
-quiet machine.
+skips gensim's vocabulary scan: it reuses the word counts cached with the tokenized corpus).
+The first, cold preprocessing pass is timed separately. charnn should reach >= 90% of bare
+gensim (corpus_file). Not a test: run it on a quiet machine.
 """
 
 from __future__ import annotations

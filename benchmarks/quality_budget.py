@@ -73,7 +73,8 @@ def main() -> None:
         s = r["summary"]
         budget_s = float(b[:-1]) * {"s": 1, "m": 60, "h": 3600}[b[-1]]
         target = TARGETS.get(b)
-        verdict = "" if target is None else ("  target <= %.2f: %s" % (target, "met" if s["val_nats_per_char"] <= target else "MISSED"))
+        met = "met" if target is not None and s["val_nats_per_char"] <= target else "MISSED"
+        verdict = "" if target is None else f"  target <= {target:.2f}: {met}"
         print(f"budget {b:>4}  val {s['val_nats_per_char']:.4f} nats/char ({s['val_bpc']:.4f} bits/char), "
               f"best {s['best_val_loss']:.4f}, train {s['train_loss']:.4f}, {s['steps']} steps, "
               f"median {r['chars_per_sec'] or 0:,.0f} chars/s, wall {r['wall_s']:.1f}s "

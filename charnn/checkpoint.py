@@ -158,10 +158,10 @@ def check(ckpt: Any, path: Path | str = "the checkpoint") -> None:
         raise bad("its tokenizer entry has no name and state")
     if not all(isinstance(k, str) for k in ckpt["model_config"]):
         raise bad("its model configuration is not a table of settings")
-    for key, fits in _PROGRESS.items():
-        v = ckpt.get("progress", {}).get(key)
-        if v is not None and not fits(v):
-            raise bad(f"its progress entry {key!r} is {_show(v)}")
+    progress = ckpt.get("progress", {})
+    for key, fits in _PROGRESS.items():   # absent is fine (older files); present must make sense
+        if key in progress and not fits(progress[key]):
+            raise bad(f"its progress entry {key!r} is {_show(progress[key])}")
     for h in ckpt.get("history", []):
         if not (isinstance(h, dict) and _is_number(h.get("step")) and _is_number(h.get("val_loss"))):
             raise bad("its metric history holds an entry that is not a (step, val_loss) record")

@@ -11,7 +11,7 @@ import sys
 
 import typer
 
-from charnn.commands import corpus, embed, evaluate, export, info, sample, serve, tokenize, train
+from charnn.commands import corpus, embed, evaluate, export, info, inspect, sample, serve, tokenize, train
 from charnn.commands.guard import CharnnGroup, silence_stdout
 
 app = typer.Typer(
@@ -21,13 +21,14 @@ app = typer.Typer(
     "sample from them, and see text through several tokenizers and vector representations.\n\n"
     "Example: charnn train corpus.txt && charnn sample --temp 0.8 --prime 'ROMEO:'",
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,       # charnn --install-completion [bash|zsh|fish]
+    rich_markup_mode=None,      # plain help: fits 80 columns, shows every default, pipes cleanly
     pretty_exceptions_enable=False,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 
 
-for _module in (train, sample, evaluate, info, corpus, embed, tokenize, serve, export):
+for _module in (train, sample, evaluate, info, inspect, corpus, embed, tokenize, serve, export):
     _module.register(app)
 
 

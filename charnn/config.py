@@ -1,4 +1,4 @@
-"""Frozen, typed configurations. CLI options map 1:1 onto these fields.
+"""Frozen, typed configurations. `charnn train`'s options are built from these fields (option()).
 
 Each config is stored in the checkpoint as a plain dict (dataclasses.asdict) and rebuilt with
 `from_dict`, which ignores unknown keys so older code can read newer checkpoints' configs.
@@ -27,17 +27,52 @@ class _Dict:
         return cls(**{k: v for k, v in d.items() if k in names})
 
 
+# What a flag given with `charnn train --resume` may do (see option()).
+SAME, MAY_CHANGE, AT_START = "same", "may-change", "at-start"
+
+
+def option(default: Any, help: str, *, flag: str | None = None, shown: str | None = None,
+           resume: str = SAME, cli_type: type | None = None, metavar: str | None = None,
+           escapes: bool = False):
+    """A config field that is also a `charnn train` option: the one place a flag is declared
+    (charnn.commands.train builds its options from these fields; the docs test reads --help).
+
+    help: the option's help; its default is appended as `[default: ...]` (`shown` overrides
+    the text, e.g. "chosen by --time-budget"). flag: the option's names when not `--field-name`
+    (e.g. "--amp/--no-amp"). resume: SAME, a flag given with --resume must repeat the run's
+    value; MAY_CHANGE, it changes the resumed run; AT_START, it only applies when a run starts.
+    cli_type: the type on the command line when it differs from the field's (--time-budget is
+    text such as 10m, stored as seconds). escapes: the command line's backslash escapes
+    (\\n, \\t, ...) are read as the characters they stand for.
+    """
+    return dataclasses.field(default=default, metadata={
+        "help": help, "flag": flag, "shown": shown, "resume": resume, "cli_type": cli_type,
+        "metavar": metavar, "escapes": escapes})
+
+
+def cli_fields(cls) -> list[dataclasses.Field]:
+    """The fields of a config that are command-line options, in declaration order."""
+    return [f for f in dataclasses.fields(cls) if "help" in f.metadata]
+
+
 @dataclass(frozen=True)
 class ModelConfig(_Dict):
     vocab_size: int
-    cell: str = "lstm"
-    layers: int = 2
-    hidden: int = 512
-    embed_dim: int = 128
-    dropout: float = 0.0
-    tie_weights: bool = False
-    input: str = "embedding"          # embedding | onehot | word2vec | bow
-    freeze_embeddings: bool = False
+    cell: str = option("lstm", "Recurrent cell: lstm, gru or rnn (tanh).", metavar="lstm|gru|rnn")
+    layers: int = option(2, "Stacked recurrent layers.", shown="2, or chosen by --time-budget")
+    hidden: int = option(512, "Hidden units per layer.", shown="512, or chosen by --time-budget")
+    embed_dim: int = option(128, "Input embedding size.", shown="128, or chosen by --time-budget")
+    dropout: float = option(0.0, "Dropout between layers and before the output.",
+                            shown="0, or chosen by --time-budget")
+    tie_weights: bool = option(False, "Share the input embedding with the output layer (a "
+                               "projection is added if the sizes differ).",
+                               flag="--tie-weights/--no-tie-weights")
+    input: str = option("embedding", "What the network reads: embedding (learned), onehot, "
+                        "word2vec (with --vectors; word tokenizer) or bow (conditioned on each "
+                        "document's bag of words; sample with --topic).",
+                        shown="embedding; word2vec with --vectors", metavar="KIND")
+    freeze_embeddings: bool = option(False, "Keep the input embedding fixed (e.g. the word2vec "
+                                     "vectors).", flag="--freeze-embeddings/--train-embeddings")
     bow_dim: int = 0                  # size of the bag-of-words vector for --input bow
 
     def __post_init__(self):
@@ -54,28 +89,39 @@ class ModelConfig(_Dict):
 
 @dataclass(frozen=True)
 class TrainConfig(_Dict):
-    seq_len: int = 64                 # T=64 learned more per token than 128 (benchmarks/RESULTS.md)
-    batch_size: int = 32
-    lr: float = 5e-3
-    weight_decay: float = 0.01
-    grad_clip: float = 1.0
-    warmup: int = 100                 # linear warmup steps; then cosine decay to lr * min_lr_frac
-    min_lr_frac: float = 0.1
-    epochs: Optional[int] = None
-    max_steps: Optional[int] = None
-    time_budget: Optional[float] = None   # seconds; the schedule is fitted to the wall clock
-    val_frac: float = 0.1
-    eval_every: int = 500             # validate and save every N steps
-    device: str = "auto"
-    amp: bool = True                  # bf16 autocast on CUDA
-    seed: int = 1337
+    # T=64 learned more per token than 128 (benchmarks/RESULTS.md)
+    seq_len: int = option(64, "Steps per chunk of truncated BPTT.")
+    batch_size: int = option(32, "Parallel streams per step; the global batch, shared out over the "
+                             "processes of a distributed run.")
+    lr: float = option(5e-3, "Peak learning rate of AdamW.", shown="0.005 (0.003 above 512 units "
+                       "under --time-budget)")
+    weight_decay: float = option(0.01, "AdamW weight decay of the weight matrices.")
+    grad_clip: float = option(1.0, "Clip the global gradient norm (0: off).")
+    warmup: int = option(100, "Linear warmup steps before the cosine decay.",
+                         shown="100, or about 2% of the steps under --time-budget")
+    min_lr_frac: float = 0.1          # the cosine decay ends at lr * min_lr_frac
+    epochs: Optional[int] = option(None, "Stop after this many passes over the training split.",
+                                   shown="no limit", resume=MAY_CHANGE)
+    max_steps: Optional[int] = option(None, "Stop after this many steps.", shown="no limit",
+                                      resume=MAY_CHANGE)
+    time_budget: Optional[float] = option(
+        None, "Stop at this wall-clock time (90s, 10m, 2h), the whole command included; the "
+        "schedule (and, with no size flags, the model) is fitted to it.",
+        shown="5m when no other limit is given", resume=MAY_CHANGE, cli_type=str, metavar="DURATION")
+    val_frac: float = option(0.1, "Last fraction of the text held out for validation.")
+    eval_every: int = option(500, "Validate and save every N steps.", resume=MAY_CHANGE)
+    device: str = option("auto", "auto, cpu, cuda or mps (auto: CUDA when available).", resume=MAY_CHANGE,
+                         metavar="DEVICE")
+    amp: bool = option(True, "bf16 autocast on CUDA.", flag="--amp/--no-amp", shown="on", resume=MAY_CHANGE)
+    seed: int = option(1337, "Random seed; a CPU run with a seed repeats bit for bit.")
 
     def __post_init__(self):
         checks = [
             (self.seq_len >= 1, "--seq-len must be at least 1"),
             (self.batch_size >= 1, "--batch-size must be at least 1"),
             (0 < self.lr < float("inf"), "--lr must be a positive number"),
-            (self.grad_clip >= 0, "--grad-clip must be >= 0 (0 turns clipping off)"),
+            (0 <= self.weight_decay < float("inf"), "--weight-decay must be >= 0"),
+            (0 <= self.grad_clip < float("inf"), "--grad-clip must be >= 0 (0 turns clipping off)"),
             (self.epochs is None or self.epochs >= 1, "--epochs must be at least 1"),
             (self.max_steps is None or self.max_steps >= 1, "--max-steps must be at least 1"),
             (self.time_budget is None or self.time_budget > 0, "--time-budget must be positive"),
@@ -88,6 +134,39 @@ class TrainConfig(_Dict):
         for ok, msg in checks:
             if not ok:
                 raise CharnnError(msg, 2)
+
+
+@dataclass(frozen=True)
+class DataConfig(_Dict):
+    """How the text becomes tokens and inputs: what a run's vocabulary is fitted with."""
+
+    tokenizer: str = option("char", "char (Unicode code points), byte, word, bpe or unigram.", metavar="NAME")
+    encoding: str = option("utf-8", "The corpus' text encoding (e.g. latin-1, cp1252, utf-16).", metavar="NAME")
+    vocab_size: Optional[int] = option(None, "Vocabulary size for bpe/unigram (and word's cap).",
+                                       shown="1000 for bpe/unigram", resume=AT_START)
+    min_count: Optional[int] = option(None, "word: tokens seen fewer times become <unk>.",
+                                      shown="1", resume=AT_START)
+    max_vocab: Optional[int] = option(None, "word: keep at most this many tokens (and the bag of "
+                                      "words of --input bow).", shown="all; 2000 for bow", resume=AT_START)
+    vectors: Optional[str] = option(None, "Word vectors for --input word2vec: a `charnn embed` .kv "
+                                    "file or a word2vec text/binary file; their dimension sets "
+                                    "--embed-dim.", resume=AT_START, metavar="PATH")
+    doc_sep: Optional[str] = option(None, "--input bow: the text between documents (\\n escapes "
+                                    "allowed).", shown="a blank line", resume=AT_START, escapes=True)
+
+    def __post_init__(self):
+        from charnn.data import check_encoding
+
+        object.__setattr__(self, "encoding", check_encoding(self.encoding))   # one name per codec
+        for name in ("vocab_size", "min_count", "max_vocab"):
+            v = getattr(self, name)
+            if v is not None and v < 1:
+                raise CharnnError(f"--{name.replace('_', '-')} must be at least 1", 2)
+
+    def fit_options(self) -> dict[str, Any]:
+        """The tokenizer's fit options that were given."""
+        return {k: v for k, v in dict(vocab_size=self.vocab_size, min_count=self.min_count,
+                                      max_vocab=self.max_vocab).items() if v is not None}
 
 
 @dataclass(frozen=True)
@@ -130,7 +209,7 @@ def parse_duration(text: str | None) -> float | None:
     except ValueError:
         parts = re.findall(r"(\d+(?:\.\d+)?)\s*([smhd])", t)
         if not parts or "".join(n + u for n, u in parts) != re.sub(r"\s+", "", t):
-            raise CharnnError(f"cannot read {text!r} as a duration: use e.g. 90s, 10m, 2h or 1h30m", 2)
+            raise CharnnError(f"cannot read {text!r} as a duration: use e.g. 90s, 10m, 2h or 1h30m", 2) from None
         value = sum(float(n) * _UNITS[u] for n, u in parts)
     if not value > 0 or value != value:
         raise CharnnError(f"--time-budget must be positive, not {text!r}", 2)

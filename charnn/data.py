@@ -54,22 +54,42 @@ def open_bytes(path: Path) -> BinaryIO:
         raise CharnnError(f"{path}: permission denied") from None
 
 
-def iter_text(path: Path, chunk_bytes: int = CHUNK_BYTES) -> Iterator[str]:
+def check_encoding(encoding: str) -> str:
+    """The codec's canonical name ("latin-1" -> "iso8859-1"); CharnnError for an unknown one."""
+    try:
+        return codecs.lookup(encoding).name
+    except LookupError:
+        raise CharnnError(f"--encoding {encoding}: unknown encoding (e.g. utf-8, latin-1, cp1252, "
+                          "utf-16)", 2) from None
+
+
+def decode_error(what: str, encoding: str, where: str) -> CharnnError:
+    """The one-line error for text that does not decode, saying what to do about it."""
+    if codecs.lookup(encoding).name == "utf-8":
+        return CharnnError(f"{what}: not valid UTF-8 {where}; if the text is in another encoding, "
+                           "say which with --encoding (e.g. --encoding latin-1)")
+    return CharnnError(f"{what}: not valid {encoding} {where}")
+
+
+def iter_text(path: Path, chunk_bytes: int = CHUNK_BYTES, encoding: str = "utf-8") -> Iterator[str]:
     """Yield the file as str chunks that end on a line break where one is near.
 
-    Raises CharnnError naming the file and byte offset for invalid UTF-8 or NUL bytes.
+    Raises CharnnError naming the file and byte offset for text that does not decode, or for
+    NUL bytes (in UTF-8 and the 8-bit encodings, a sign of a binary file).
     """
-    decoder = codecs.getincrementaldecoder("utf-8")("strict")
+    utf8 = check_encoding(encoding) == "utf-8"
+    nul_ok = not utf8 and codecs.lookup(encoding).name.startswith(("utf-16", "utf-32"))
+    decoder = codecs.getincrementaldecoder(encoding)("strict")
     offset = 0  # bytes consumed before the current block
     carry = ""
     with open_bytes(path) as f:
         first = True
         while True:
             block = f.read(chunk_bytes)
-            if first and block.startswith(codecs.BOM_UTF8):
+            if first and utf8 and block.startswith(codecs.BOM_UTF8):
                 block, offset = block[3:], 3
             first = False
-            nul = block.find(b"\0")
+            nul = -1 if nul_ok else block.find(b"\0")
             if nul >= 0:
                 raise CharnnError(f"{path}: NUL byte at byte offset {offset + nul}: not a text file")
             held = len(decoder.getstate()[0])  # bytes of a split character kept from the last block
@@ -77,9 +97,8 @@ def iter_text(path: Path, chunk_bytes: int = CHUNK_BYTES) -> Iterator[str]:
                 text = decoder.decode(block, final=not block)
             except UnicodeDecodeError as e:
                 # e.start counts from the held-back bytes plus this block
-                raise CharnnError(
-                    f"{path}: not valid UTF-8 at byte offset {max(0, offset - held + e.start)}"
-                ) from None
+                raise decode_error(str(path), encoding,
+                                   f"at byte offset {max(0, offset - held + e.start)}") from None
             offset += len(block)
             text = carry + text
             if not block:
@@ -101,12 +120,16 @@ def spool_stdin() -> Path:
     d = cache_dir() / "stdin"
     d.mkdir(parents=True, exist_ok=True)
     h = hashlib.sha256()
+    blank = True
     with atomic_path(d / "stdin.txt", suffix=".txt", prefix=".") as pending:
         with open(pending.tmp, "wb") as out:
             src = sys.stdin.buffer
             while block := src.read(CHUNK_BYTES):
                 h.update(block)
                 out.write(block)
+                blank = blank and not block.strip()
+        if blank:       # said here: the spool's path in the cache would mean nothing to a user
+            raise CharnnError("standard input is empty (or only whitespace): nothing to train on")
         pending.target = d / f"{h.hexdigest()[:24]}.txt"     # named by its content
     return pending.target
 
@@ -160,8 +183,10 @@ def encode_corpus(
     tokenizer_name: str = "char",
     fit_options: dict[str, Any] | None = None,
     tokenizer: Tokenizer | None = None,
+    encoding: str = "utf-8",
 ) -> EncodedCorpus:
-    """Fit (unless `tokenizer` is given) and encode the file, through the on-disk cache."""
+    """Fit (unless `tokenizer` is given) and encode the file (decoded from `encoding`), through
+    the on-disk cache."""
     path = Path(path)
     if not path.exists():
         raise CharnnError(f"{path}: no such file")
@@ -170,6 +195,9 @@ def encode_corpus(
     fit_options = dict(fit_options or {})
     digest = file_digest(path)
     spec = {"v": CACHE_VERSION, "corpus": digest, "tokenizer": tokenizer_name, "options": fit_options}
+    encoding = check_encoding(encoding)
+    if encoding != "utf-8":
+        spec["encoding"] = encoding       # utf-8 keys stay as they were: old caches stay valid
     if tokenizer is not None:
         spec["fixed"] = hashlib.sha256(json.dumps(tokenizer.to_dict(), sort_keys=True,
                                                   default=repr).encode()).hexdigest()
@@ -185,7 +213,7 @@ def encode_corpus(
             np.zeros(0, dtype=np.dtype(meta["dtype"]))
         return EncodedCorpus(path, tok, ids, digest, True)
 
-    source = lambda: iter_text(path)  # noqa: E731  (restartable: a fresh pass each call)
+    source = lambda: iter_text(path, encoding=encoding)  # noqa: E731  (restartable: a fresh pass each call)
     if tokenizer is None:
         if _is_blank(source):
             raise CharnnError(f"{path}: the corpus is empty or holds only whitespace")
@@ -208,6 +236,21 @@ def encode_corpus(
         default=_json_bytes))
     ids = np.memmap(ids_path, dtype=dtype, mode="r", shape=(n,)) if n else np.zeros(0, dtype)
     return EncodedCorpus(path, tokenizer, ids, digest, False)
+
+
+def encode_known(path: Path, tokenizer: Tokenizer, encoding: str = "utf-8") -> tuple[np.ndarray, dict[str, int]]:
+    """Encode a file with a char tokenizer, leaving out the characters its vocabulary lacks:
+    (ids, {character: times left out}). For scoring held-out text (`charnn eval --unknown skip`);
+    other tokenizers encode any text, so their ids come back whole."""
+    if not hasattr(tokenizer, "encode_known"):
+        return encode_corpus(path, tokenizer.name, tokenizer=tokenizer, encoding=encoding).ids, {}
+    parts, skipped = [], {}
+    for chunk in iter_text(path, encoding=encoding):
+        ids, left_out = tokenizer.encode_known(chunk)
+        parts.append(ids)
+        for c in left_out:
+            skipped[c] = skipped.get(c, 0) + 1
+    return (np.concatenate(parts) if parts else np.zeros(0, np.int64)), skipped
 
 
 def _json_bytes(o: Any) -> Any:

@@ -13,6 +13,15 @@ def available_cores() -> int:
         return os.cpu_count() or 1
 
 
+def thread_choices() -> list[int]:
+    """The CPU thread counts worth trying for training: 1 and all cores ([] when there is no
+    choice: one core, or OMP_NUM_THREADS set by the user, which is then respected)."""
+    cores = available_cores()
+    if cores <= 1 or os.environ.get("OMP_NUM_THREADS"):
+        return []
+    return [1, cores]
+
+
 def pick_device(name: str):
     """--device auto|cpu|cuda[:N]|mps -> a torch.device (auto: CUDA when available)."""
     import torch

@@ -9,9 +9,10 @@ with one (sample, score). The commands, the server, the inspector and the public
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from charnn import checkpoint
 

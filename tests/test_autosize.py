@@ -41,7 +41,7 @@ def test_dry_run_prints_the_plan_and_trains_nothing(tiny_corpus):
             "--dry-run", "--json")
     assert r.exit_code == 0, r.stderr
     plan = json.loads(r.stdout)
-    assert plan["layers"] >= 1 and plan["reasons"]
+    assert plan["plan"]["layers"] == plan["model"]["layers"] >= 1 and plan["why"] == plan["plan"]["reasons"]
     assert not Path("checkpoints").exists()
     text = cli("train", str(tiny_corpus), "--time-budget", "20s", "--batch-size", "4", "--dry-run")
     assert "why:" in text.stdout and "chose" in text.stdout

@@ -144,7 +144,8 @@ def test_non_utf8_corpus_error_names_file_and_offset(tmp_path):
     p.write_bytes("price: £3\n".encode("latin-1") * 100)
     r = cli("train", str(p), "--quiet")
     assert r.exit_code == 1
-    assert r.stderr == f"error: {p}: not valid UTF-8 at byte offset 7\n"
+    assert r.stderr == (f"error: {p}: not valid UTF-8 at byte offset 7; if the text is in another "
+                        "encoding, say which with --encoding (e.g. --encoding latin-1)\n")
 
 
 def test_corpus_list_and_builtin_default():

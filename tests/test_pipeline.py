@@ -67,7 +67,8 @@ def test_tokenize_rejects_bad_input(tmp_path):
     p.write_bytes(b"fine\nbad \xff here\n")
     r = run_charnn("tokenize", str(p))
     assert r.returncode == 1
-    assert r.stderr.decode().strip() == f"error: {p}: not valid UTF-8 on line 2 (byte 5 of the line)"
+    assert r.stderr.decode().strip() == (f"error: {p}: not valid UTF-8 on line 2 (byte 5 of the line); if the "
+                                         "text is in another encoding, say which with --encoding (e.g. --encoding latin-1)")
     assert r.stdout == b"f i n e\n"     # streamed: the good line went out before the bad one
     assert cli("tokenize", str(tmp_path / "nope.txt")).exit_code == 1
 

@@ -4,8 +4,19 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import sys
 from typing import Any
+
+
+def at_least(low: int, **values: int | None) -> None:
+    """One-line usage errors for numeric options below their minimum (given by name:
+    seq_len=0 -> `--seq-len must be at least 1`); None means not given."""
+    from charnn.errors import CharnnError
+
+    for name, v in values.items():
+        if v is not None and v < low:
+            raise CharnnError(f"--{name.replace('_', '-')} must be at least {low}", 2)
 
 
 def write_json(obj: Any) -> None:
@@ -24,9 +35,36 @@ def jsonable(o: Any) -> Any:
         return [jsonable(v) for v in o]
     if o is None or isinstance(o, (str, int, bool)):
         return o
-    if hasattr(o, "item") and callable(o.item):   # numpy / torch scalars
+    if getattr(o, "ndim", None) == 0 and hasattr(o, "item"):   # numpy / torch scalars
         return jsonable(o.item())
     return str(o)
+
+
+_ESCAPE = re.compile(r"\\(n|t|r|0|\\|x[0-9a-fA-F]{2}|u[0-9a-fA-F]{4}|U[0-9a-fA-F]{8})")
+_SIMPLE = {"n": "\n", "t": "\t", "r": "\r", "0": "\0", "\\": "\\"}
+
+
+def unescape(text: str) -> str:
+    """Backslash escapes typed on a command line -> the characters: \\n \\t \\r \\0 \\\\ \\xNN
+    \\uNNNN \\UNNNNNNNN. Everything else, non-ASCII text included, stays as typed (unlike
+    Python's unicode_escape codec, which reads the text as Latin-1 and garbles 'é')."""
+    return _ESCAPE.sub(_unescape_one, text)
+
+
+def _unescape_one(m: re.Match) -> str:
+    code = m[1]
+    if code in _SIMPLE:
+        return _SIMPLE[code]
+    n = int(code[1:], 16)
+    return chr(n) if n <= 0x10FFFF else m[0]      # past Unicode: left as typed
+
+
+def fmt_size(n: float) -> str:
+    """Bytes for people: 3.8 kB, 1.12 MB, 1.0 GB (decimal units, as file managers show)."""
+    for unit, scale in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if n >= scale:
+            return f"{n / scale:.3g} {unit}" if n < 100 * scale else f"{n / scale:.0f} {unit}"
+    return f"{int(n)} B"
 
 
 def fmt_duration(seconds: float | None) -> str:

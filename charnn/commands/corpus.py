@@ -23,7 +23,7 @@ def register(app: typer.Typer) -> None:
 
 def list_cmd(json_out: bool = typer.Option(False, "--json", help="Print the catalog as JSON lines.")):
     from charnn import corpora
-    from charnn.commands.common import write_json
+    from charnn.commands.common import fmt_size, write_json
 
     for c in corpora.CATALOG.values():
         kind = "built-in" if c.builtin else "download"
@@ -32,7 +32,7 @@ def list_cmd(json_out: bool = typer.Option(False, "--json", help="Print the cata
                         "description": c.description, "url": c.url, "sha256": c.sha256})
         else:
             mark = "yes" if corpora.is_available(c) else "no"
-            sys.stdout.write(f"{c.name:<22} {kind:<9} {c.size / 1e6:7.2f} MB  local: {mark:<3}  {c.description}\n")
+            sys.stdout.write(f"{c.name:<22} {kind:<9} {fmt_size(c.size):>8}  local: {mark:<3}  {c.description}\n")
 
 
 def get_cmd(

@@ -40,7 +40,7 @@ embed_app = typer.Typer(
     "charnn embed build --help for the options). CORPUS is a text file, - for stdin, or a catalog "
     "name such as lee.\n\n"
     "Query: similar, analogy, vector and eval read charnn's .kv files and word2vec text or binary "
-    "files made elsewhere (the format is detected).\n\n"
+    "files made elsewhere (the format is detected); export converts between the formats.\n\n"
     "Examples: charnn embed lee -o lee.kv --sg --epochs 20 --min-count 3 ; "
     "charnn embed similar lee.kv government ; charnn embed analogy lee.kv man king woman ; "
     "charnn embed eval lee.kv",
@@ -75,6 +75,12 @@ def register(app: typer.Typer) -> None:
         "are read from stdin when none are given.\n\nExample: charnn embed vector lee.kv police fire",
     )(guard(vector_cmd))
     embed_app.command(
+        "export",
+        help="Write VECTORS in another format, without retraining: charnn's native .kv, word2vec "
+        "text or word2vec binary (the format comes from the -o suffix, as for build, or --format).\n\n"
+        "Example: charnn embed export lee.kv -o lee.vec ; charnn embed export vectors.bin -o vectors.kv",
+    )(guard(export_cmd))
+    embed_app.command(
         "eval",
         help="Score the vectors on gensim's bundled test sets: analogies (questions-words.txt, "
         "accuracy) and word similarity (wordsim353, simlex999: Spearman correlation), each with "
@@ -104,6 +110,8 @@ def build_cmd(
     lowercase: bool = Opt(False, "--lowercase", help="Lowercase the text first."),
     max_vocab: Optional[int] = Opt(None, help="Keep at most this many of the most frequent words "
                                    "(raising the min count as needed). [default: no limit]"),
+    encoding: str = Opt("utf-8", "--encoding", metavar="NAME", help="The corpus' text encoding (e.g. latin-1, "
+                        "cp1252, utf-16)."),
     quiet: bool = Opt(False, "--quiet", "-q", help="No progress or summary on stderr."),
     json_out: bool = Opt(False, "--json", help="Print a JSON summary on stdout."),
 ):
@@ -114,7 +122,7 @@ def build_cmd(
 
     config = embed.EmbedConfig(dim=dim, window=window, min_count=min_count, sg=sg, negative=negative,
                                epochs=epochs, workers=workers, seed=seed, lowercase=lowercase,
-                               max_vocab=max_vocab)
+                               max_vocab=max_vocab, encoding=encoding)
     config.validate()
     fmt = embed.format_for(out, fmt)
     # fail before training, not after it
@@ -213,7 +221,7 @@ def analogy_cmd(
             write_json({"a": a, "b": b, "c": c,
                         "answers": [{"word": n, "similarity": s} for n, s in best]})
             continue
-        prefix = f"{a} {b} {c}\t" if len(questions) > 1 else ""
+        prefix = f"{a} {b} {c}\t" if len(questions) > 1 or not words else ""   # stdin: always
         sys.stdout.write("".join(f"{prefix}{n}\t{s:.4f}\n" for n, s in best))
     sys.stdout.flush()
 
@@ -236,6 +244,26 @@ def vector_cmd(
         else:
             sys.stdout.write(w + " " + " ".join(str(v) for v in row) + "\n")
     sys.stdout.flush()
+
+
+def export_cmd(
+    vectors: Path = Arg(..., help="Vectors file: .kv, word2vec text or binary (detected)."),
+    out: Path = Opt(..., "--out", "-o", help="Where to write them."),
+    fmt: str = Opt("auto", "--format", help="native, word2vec-text or word2vec-bin; auto picks from the "
+                   "-o suffix (.txt/.vec text, .bin binary, else native; add .gz to compress)."),
+    quiet: bool = Opt(False, "--quiet", "-q", help="No summary on stderr."),
+):
+    from charnn.representations import word2vec as embed
+
+    fmt = embed.format_for(out, fmt)
+    if out.is_dir():
+        raise CharnnError(f"-o {out} is a directory; give a file name", 2)
+    if out.resolve() == vectors.resolve():
+        raise CharnnError(f"-o {out} is the input file: write to another name", 2)
+    kv = embed.load(vectors)
+    embed.save(kv, out, fmt)
+    if not quiet:
+        sys.stderr.write(f"wrote {len(kv):,} vectors of {kv.vector_size} dimensions to {out} ({fmt})\n")
 
 
 def eval_cmd(

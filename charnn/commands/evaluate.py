@@ -26,44 +26,47 @@ def eval_cmd(
     quantize: str = typer.Option("none", help="none, or int8: score the model as `charnn sample --quantize "
                                  "int8` runs it (step by step through the sampler, recurrent and output "
                                  "weights in int8), to see what quantizing costs."),
+    unknown: str = typer.Option("error", "--unknown", metavar="error|skip",
+                                help="Characters a char model has never seen: error, or skip them (they "
+                                "are counted, reported, and left out of the text and of the per-character "
+                                "loss)."),
+    encoding: str = typer.Option("utf-8", "--encoding", metavar="NAME", help="The text's encoding (e.g. latin-1)."),
     json_out: bool = typer.Option(False, "--json", help="Print the figures as JSON."),
 ):
-    import math
-
     from charnn import corpora
-    from charnn.commands.common import load_model, write_json
+    from charnn.commands.common import at_least, load_model, write_json
     from charnn.errors import CharnnError
     from charnn.sampling import quantize as q
-    from charnn.training.dataset import count_chars
-    from charnn.training.evaluate import LN2, evaluate
+    from charnn.training.evaluate import score_ids
 
+    at_least(1, batch_size=batch_size, seq_len=seq_len)
+    if unknown not in ("error", "skip"):
+        raise CharnnError(f"--unknown {unknown}: choose error or skip", 2)
     quantize = q.check(quantize, "cpu")
     path, ckpt, model, tok = load_model(checkpoint)
-    text_path = corpora.resolve(file)
-    from charnn.data import encode_corpus
-
-    ids = encode_corpus(Path(text_path), tok.name, tokenizer=tok).ids
+    ids, skipped = _read(Path(corpora.resolve(file)), tok, encoding, unknown)
     if len(ids) < 2:
         raise CharnnError(f"{file} is too short to score (it needs at least 2 tokens)")
-    from charnn.representations.bow import cond_for
-
-    cond = cond_for(ckpt, tok, ids)
-    if quantize == "int8":
-        from charnn.sampling.generate import evaluate_stepwise
-
-        loss, n = evaluate_stepwise(model, ids, batch_size, seq_len, cond=cond, quantize=quantize)
-    else:
-        loss, n = evaluate(model, ids, batch_size, seq_len, cond=cond)
-    # evaluate() scores the ids the streams cover; count the characters of exactly those
-    B = max(1, min(batch_size, (len(ids) - 1) // 2))
-    covered = ids[: (len(ids) // B) * B]
-    chars = count_chars(tok, covered)
-    nats_char = loss / (chars / len(covered))   # per token -> per character of the text
-    res = {"checkpoint": str(path), "file": str(file), "tokens": n, "loss": loss,
-           "nats_per_char": nats_char, "bits_per_char": nats_char / LN2, "perplexity": math.exp(min(loss, 50)), "quantize": quantize}
+    res = {"checkpoint": str(path), "file": str(file),
+           **score_ids(model, ckpt, tok, ids, batch_size, seq_len, quantize),
+           "skipped_chars": sum(skipped.values()), "skipped": skipped}
+    if skipped:
+        shown = ", ".join(f"{c!r} x{n}" for c, n in sorted(skipped.items(), key=lambda kv: -kv[1])[:8])
+        sys.stderr.write(f"skipped {res['skipped_chars']:,} character(s) the model has never seen "
+                         f"({shown}): left out of the text and of the loss\n")
     if json_out:
         write_json(res)
     else:
         sys.stdout.write(
-            f"loss {loss:.4f} nats/token  {nats_char:.4f} nats/char  {res['bits_per_char']:.4f} bits/char  "
-            f"perplexity {res['perplexity']:.3f}  ({n:,} tokens scored)\n")
+            f"loss {res['loss']:.4f} nats/token  {res['nats_per_char']:.4f} nats/char  "
+            f"{res['bits_per_char']:.4f} bits/char  perplexity {res['perplexity']:.3f}  "
+            f"({res['tokens']:,} tokens scored)\n")
+
+
+def _read(path: Path, tok, encoding: str, unknown: str):
+    """The file's ids, and the characters left out ({} unless --unknown skip)."""
+    from charnn.data import encode_corpus, encode_known
+
+    if unknown == "skip":
+        return encode_known(path, tok, encoding)
+    return encode_corpus(path, tok.name, tokenizer=tok, encoding=encoding).ids, {}

@@ -41,6 +41,12 @@ class Display:
             sys.stderr.write(text + "\n")
             sys.stderr.flush()
 
+    def warn(self, message: str) -> None:
+        """A warning line: shown even when quiet (it is not progress)."""
+        quiet, self.quiet = self.quiet, False
+        self.print(f"warning: {message}")
+        self.quiet = quiet
+
     def status(self, label: str, fraction: float | None, parts: Sequence[str], force: bool = False) -> None:
         """The current status: `label`, a bar for `fraction` (None: no bar) and `parts`, in
         order of importance (on a narrow terminal the last ones are dropped)."""
@@ -56,14 +62,16 @@ class Display:
 
     @staticmethod
     def _line(label: str, fraction: float | None, parts: Sequence[str], width: int):
-        """One line that fits `width` columns: label, bar, then the parts that fit."""
+        """One line that fits `width` columns: label, bar, then the parts that fit. The first
+        part (the step) goes before the bar, the bar before the other parts."""
         from rich.text import Text
 
         width = max(1, width - 1)      # the last column would wrap on some terminals
         kept: list[str] = []
         used = len(label)
-        for p in parts:
-            if used + 2 + len(p) + (BAR_MIN + 1 if fraction is not None else 0) > width:
+        for i, p in enumerate(parts):
+            bar_room = BAR_MIN + 1 if fraction is not None and i > 0 else 0
+            if used + 2 + len(p) + bar_room > width:
                 break
             kept.append(p)
             used += 2 + len(p)
@@ -106,10 +114,20 @@ class TrainReporter(Display):
         self._val = None
 
     def __call__(self, ev: dict[str, Any]) -> None:
+        kind = ev.get("event")
+        if kind == "warning":       # not progress: shown with --quiet too
+            self.warn(ev["message"])
+        elif kind == "off_plan":
+            share = ev["tokens_per_sec"] / ev["planned_tokens_per_sec"]
+            self.warn(f"training runs at {ev['tokens_per_sec']:,.0f} tokens/s, {share:.0%} of the "
+                      f"{ev['planned_tokens_per_sec']:,.0f} planned (the machine is "
+                      f"{'busier' if share < 1 else 'quieter'} than when the plan was made); the schedule "
+                      "follows the clock, so the run still ends on time")
         if self.quiet:
             return
-        kind = ev.get("event")
-        if kind == "start":
+        if kind in ("message", "plan"):
+            self.print(ev["text"])
+        elif kind == "start":
             what = "resuming" if ev["resumed"] else "training"
             self.print(
                 f"{what} {ev['parameters']:,}-parameter model on {ev['device']}: "
@@ -129,8 +147,10 @@ class TrainReporter(Display):
             self.print(f"eval {label}: val loss {ev['val_loss']:.4f} nats/token, "
                        f"{ev['val_nats_per_char']:.4f} nats/char, {ev['val_bpc']:.4f} bits/char, "
                        f"perplexity {ev['val_ppl']:.2f}")
-        elif kind == "warning":
-            self.print(f"warning: {ev['message']}")
+        elif kind == "threads":
+            self.print(f"speed: {ev['threads']} thread{'s' if ev['threads'] != 1 else ''} train faster here now "
+                       f"({ev['tokens_per_sec']:,.0f} tokens/s against {ev['was_tokens_per_sec']:,.0f} with "
+                       f"{ev['was']}): switched")
         elif kind == "skip":
             self.print(f"warning: step {ev['step']}: non-finite loss or gradient, step skipped")
         elif kind == "rollback":

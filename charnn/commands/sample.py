@@ -31,14 +31,16 @@ def sample_cmd(
     run: Optional[str] = typer.Argument(None, help="Run folder or checkpoint. [default: newest under checkpoints/]"),
     temp: float = Opt(1.0, "--temp", "-t", help="Temperature: lower is safer, higher is wilder; 0 is greedy."),
     length: int = Opt(1000, "--length", "-n", help="Tokens to generate (characters for char models)."),
-    prime: Optional[str] = Opt(None, "--prime", "-p", help="Text to start from (echoed first). [default: piped stdin, else none]"),
+    prime: Optional[str] = Opt(None, "--prime", "-p",
+                               help="Text to start from (echoed first). [default: piped stdin, else none]"),
     top_k: int = Opt(0, help="Sample only from the K likeliest tokens (0: off)."),
     top_p: float = Opt(1.0, help="Sample only from the smallest set of tokens holding this much probability (1: off)."),
     seed: Optional[int] = Opt(None, help="Random seed: the same seed gives the same text; with --num-samples, "
                               "sample i is the text --seed SEED+i gives alone (in fp32). [default: random]"),
-    stop: Optional[str] = Opt(None, help="Stop a sample when this text appears (not printed)."),
+    stop: Optional[str] = Opt(None, help="Stop a sample when this text appears (not printed; \\n, \\t, \\xNN, "
+                              "\\uNNNN escapes work)."),
     num_samples: int = Opt(1, help="Samples to generate, as one batch; printed one after another."),
-    separator: str = Opt("\n\n", help="Printed between samples."),
+    separator: str = Opt("\\n\\n", help="Printed between samples (\\n, \\t, \\xNN, \\uNNNN escapes work)."),
     topic: Optional[str] = Opt(None, help="Models trained with --input bow: words to write about, e.g. 'war soldier battle'."),
     quantize: str = Opt("none", help="none, or int8: the recurrent and output weights in int8 (CPU; about "
                         "twice as fast, a little less accurate: see `charnn eval --quantize`)."),
@@ -47,7 +49,7 @@ def sample_cmd(
     device: str = Opt("cpu", help="cpu, cuda or auto."),
     json_out: bool = Opt(False, "--json", help="One JSON object per sample on stdout instead of text."),
 ):
-    from charnn.commands.common import load_model
+    from charnn.commands.common import load_model, unescape
     from charnn.config import SampleConfig
     from charnn.errors import CharnnError
 
@@ -55,7 +57,7 @@ def sample_cmd(
         raise CharnnError("--threads must be at least 1", 2)
     if prime is None and not sys.stdin.isatty():
         prime = sys.stdin.read()
-    stop = stop.encode().decode("unicode_escape") if stop and "\\" in stop else stop
+    stop, separator = unescape(stop) if stop else stop, unescape(separator)
     cfg = SampleConfig(length=length, temperature=temp, top_k=top_k, top_p=top_p, prime=prime or "",
                        stop=stop, num_samples=num_samples, seed=seed)
     import torch
@@ -81,24 +83,31 @@ def sample_cmd(
 
         cond = topic_cond(ckpt, model, topic)                 # (1, bow_dim)
         cond = cond.to(dev)
+    pieces = generate(model, tok, cfg, cond=cond, device=dev, quantize=quantize)
+    _print_samples(pieces, cfg, separator, json_out, path)
+
+
+def _print_samples(pieces, cfg, separator: str, json_out: bool, path) -> None:
+    """Stream 0 is printed as it comes; the others (and all of them for --json) are kept and
+    printed at the end, one after another."""
+    num_samples = cfg.num_samples
     out = sys.stdout
     live = not json_out
-    # stream 0 is printed as it comes; the others (and all of them for --json) are kept
     kept = [[] for _ in range(num_samples)]
     first_kept = 0 if json_out else 1
     if live:
         out.write(cfg.prime)
         out.flush()
     last, tail = float("-inf"), cfg.prime     # the first piece is flushed at once
-    for pieces in generate(model, tok, cfg, cond=cond, device=dev, quantize=quantize):
-        if live and pieces[0]:
-            out.write(pieces[0])
-            tail = pieces[0]
+    for step in pieces:
+        if live and step[0]:
+            out.write(step[0])
+            tail = step[0]
             now = time.monotonic()
             if now - last >= FLUSH_EVERY:
                 out.flush()
                 last = now
-        for k, p in zip(kept[first_kept:], pieces[first_kept:]):
+        for k, p in zip(kept[first_kept:], step[first_kept:]):
             k.append(p)
     texts = [cfg.prime + "".join(k) for k in kept]
     if json_out:

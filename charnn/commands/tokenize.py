@@ -47,19 +47,23 @@ def register(app: typer.Typer) -> None:
 def tokenize_cmd(
     file: str = typer.Argument("-", help="Text file, or - for stdin."),
     tokenizer: Optional[str] = Opt(None, help="char, byte, word, bpe or unigram. [default: the model's, else char]"),
-    model: Optional[str] = Opt(None, "--model", "-m", help="A checkpoint or run folder (its tokenizer), or a sentencepiece .model file."),
+    model: Optional[str] = Opt(None, "--model", "-m",
+                               help="A checkpoint or run folder (its tokenizer), or a sentencepiece .model file."),
     ids: bool = Opt(False, "--ids", help="Print token ids instead of tokens (char and word then need a model or a FILE to fit)."),
     vocab_size: Optional[int] = Opt(None, help="Fitting bpe/unigram on FILE: vocabulary size. [default: 1000]"),
     min_count: Optional[int] = Opt(None, help="Fitting word on FILE: drop rarer tokens to <unk>. [default: 1]"),
     max_vocab: Optional[int] = Opt(None, help="Fitting word on FILE: keep at most this many tokens."),
+    encoding: str = Opt("utf-8", "--encoding", metavar="NAME", help="The text's encoding (e.g. latin-1, cp1252)."),
 ):
+    from charnn.commands.common import at_least
     from charnn.representations.vectorize import read_lines
     from charnn.tokenizers import escape_token
 
     fit = dict(vocab_size=vocab_size, min_count=min_count, max_vocab=max_vocab)
-    tok = _tokenizer(tokenizer, model, file, fit, need_vocab=ids)
+    at_least(1, **fit)
+    tok = _tokenizer(tokenizer, model, file, fit, need_vocab=ids, encoding=encoding)
     write, flush = _stdout()
-    for line in read_lines(file):
+    for line in read_lines(file, encoding):
         if ids:
             out = " ".join(str(int(i)) for i in tok.encode(line))
         else:
@@ -83,11 +87,14 @@ def vectorize_cmd(
     vocab_size: Optional[int] = Opt(None, help="Fitting bpe/unigram: vocabulary size. [default: 1000]"),
     min_count: Optional[int] = Opt(None, help="Fitting: drop words seen fewer times. [default: 1]"),
     max_vocab: Optional[int] = Opt(None, help="Fitting: keep at most this many words."),
+    encoding: str = Opt("utf-8", "--encoding", metavar="NAME", help="The text's encoding (e.g. latin-1, cp1252)."),
 ):
     import json
 
+    from charnn.commands.common import at_least
     from charnn.representations.vectorize import read_lines
 
+    at_least(1, vocab_size=vocab_size, min_count=min_count, max_vocab=max_vocab)
     if kind not in KINDS:
         raise CharnnError(f"unknown --kind {kind!r}: choose one of {', '.join(KINDS)}", 2)
     if fmt not in ("jsonl", "npy"):
@@ -100,10 +107,11 @@ def vectorize_cmd(
     if vectors and kind != "word2vec":
         raise CharnnError("--vectors goes with --kind word2vec", 2)
     line_vector = _vectorizer(kind, fit, model, vectors, weight, tokenizer,
-                              dict(vocab_size=vocab_size, min_count=min_count, max_vocab=max_vocab), file)
+                              dict(vocab_size=vocab_size, min_count=min_count, max_vocab=max_vocab), file,
+                              encoding)
     write, flush = _stdout()
     rows = []
-    for line in read_lines(file):
+    for line in read_lines(file, encoding):
         record, dense = line_vector(line)
         if fmt == "jsonl":
             write(json.dumps(record, ensure_ascii=False, separators=(",", ":")) + "\n")
@@ -122,7 +130,7 @@ def vectorize_cmd(
         flush()
 
 
-def _vectorizer(kind, fit, model, vectors, weight, tokenizer, fit_opts, file):
+def _vectorizer(kind, fit, model, vectors, weight, tokenizer, fit_opts, file, encoding="utf-8"):
     from charnn.representations.vectorize import (
         BowLines,
         BowVocab,
@@ -140,17 +148,18 @@ def _vectorizer(kind, fit, model, vectors, weight, tokenizer, fit_opts, file):
         if fit is not None and model is not None:
             raise CharnnError("give --fit FILE or --model CHECKPOINT, not both", 2)
         if fit is not None:
-            vocab = BowVocab.fit(read_lines(fit), max_vocab=fit_opts["max_vocab"],
+            vocab = BowVocab.fit(read_lines(fit, encoding), max_vocab=fit_opts["max_vocab"],
                                  min_count=fit_opts["min_count"] or 1)
         elif model is not None:
             vocab = BowVocab.from_checkpoint(_load_checkpoint(model))
         else:
             raise CharnnError("--kind bow needs a vocabulary: --fit FILE or --model CHECKPOINT", 2)
         return BowLines(vocab, weight)
-    return OneHotLines(_tokenizer(tokenizer, model, str(fit) if fit else file, fit_opts, need_vocab=True))
+    return OneHotLines(_tokenizer(tokenizer, model, str(fit) if fit else file, fit_opts, need_vocab=True,
+                                  encoding=encoding))
 
 
-def _tokenizer(name, model, fit_path, fit_opts, need_vocab: bool):
+def _tokenizer(name, model, fit_path, fit_opts, need_vocab: bool, encoding: str = "utf-8"):
     """The tokenizer to use: a model's, a fitted one, or (tokens only) a vocabulary-free view."""
     from charnn.tokenizers import get_tokenizer_class
 
@@ -177,7 +186,7 @@ def _tokenizer(name, model, fit_path, fit_opts, need_vocab: bool):
     shown = ", ".join(f"{k.replace('_', '-')} {v}" for k, v in opts.items())
     sys.stderr.write(f"fitting a {name} tokenizer on {fit_path}{f' ({shown})' if shown else ''}; "
                      "pass --model to use a trained model's\n")
-    return cls.fit(lambda: iter_text(Path(fit_path)), **opts)
+    return cls.fit(lambda: iter_text(Path(fit_path), encoding=encoding), **opts)
 
 
 def _model_tokenizer(model: str, name: str | None):

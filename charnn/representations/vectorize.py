@@ -181,11 +181,19 @@ def embedding_from_vectors(vocab: Sequence[str], kv, seed: int = 0) -> tuple[np.
 # Line by line, for `charnn tokenize` and `charnn vectorize`
 
 
-def read_lines(path: str | Path | None) -> Iterator[str]:
+def read_lines(path: str | Path | None, encoding: str = "utf-8") -> Iterator[str]:
     """Yield the lines of a file (None or '-': standard input) without their '\\n', one at a
-    time, so a pipeline starts producing before its input ends. Strict UTF-8: a bad line raises
-    CharnnError naming it."""
+    time, so a pipeline starts producing before its input ends. Strict decoding (UTF-8 unless
+    `encoding` says otherwise): a bad line raises CharnnError naming it."""
+    import codecs
     import sys
+
+    from charnn.data import check_encoding, decode_error
+
+    encoding = check_encoding(encoding)
+    if encoding.startswith(("utf-16", "utf-32")):
+        raise CharnnError(f"--encoding {encoding}: line-by-line reading needs an encoding in which a "
+                          "line break is one byte (convert the text first, e.g. with iconv)", 2)
 
     name = "standard input" if path in (None, "-") else str(path)
     if path in (None, "-"):
@@ -200,14 +208,14 @@ def read_lines(path: str | Path | None) -> Iterator[str]:
         close = True
     try:
         for n, raw in enumerate(f, 1):
-            if n == 1 and raw.startswith(b"\xef\xbb\xbf"):
+            if n == 1 and encoding == "utf-8" and raw.startswith(codecs.BOM_UTF8):
                 raw = raw[3:]
             if b"\0" in raw:
                 raise CharnnError(f"{name}: NUL byte on line {n}: not a text file")
             try:
-                line = raw.decode("utf-8")
+                line = raw.decode(encoding)
             except UnicodeDecodeError as e:
-                raise CharnnError(f"{name}: not valid UTF-8 on line {n} (byte {e.start + 1} of the line)") from None
+                raise decode_error(name, encoding, f"on line {n} (byte {e.start + 1} of the line)") from None
             yield line[:-1] if line.endswith("\n") else line
     finally:
         if close:

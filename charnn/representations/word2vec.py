@@ -52,6 +52,7 @@ class EmbedConfig:
     seed: int = 1
     lowercase: bool = False
     max_vocab: Optional[int] = None  # keep at most this many most frequent words
+    encoding: str = "utf-8"          # the corpus' text encoding
 
     def validate(self) -> None:
         for name, low in (("dim", 1), ("window", 1), ("min_count", 1), ("negative", 0), ("epochs", 1)):
@@ -80,17 +81,20 @@ class PreparedCorpus:
 _BREAKS = re.compile(r" *\n[ \n]*")
 
 
-def prepare_corpus(source: Path, lowercase: bool = False, progress: Progress | None = None) -> PreparedCorpus:
+def prepare_corpus(source: Path, lowercase: bool = False, progress: Progress | None = None,
+                   encoding: str = "utf-8") -> PreparedCorpus:
     """Tokenize `source` once into the cache; later calls with the same bytes and options reuse it.
 
     Streams: one chunk of text (a few MiB) and the word counts are in memory at a time.
     """
-    from charnn.data import cache_dir, file_digest, iter_text
+    from charnn.data import cache_dir, check_encoding, file_digest, iter_text
 
     source = Path(source)
     if not source.is_file():
         raise CharnnError(f"{source}: no such file" if not source.exists() else f"{source} is not a file")
-    key = f"{file_digest(source)[:24]}-v{PREP_VERSION}{'-lower' if lowercase else ''}"
+    encoding = check_encoding(encoding)
+    key = (f"{file_digest(source)[:24]}-v{PREP_VERSION}{'-lower' if lowercase else ''}"
+           f"{'' if encoding == 'utf-8' else '-' + encoding}")
     d = cache_dir() / "embed"
     text_path, meta_path = d / f"{key}.txt", d / f"{key}.json"
     meta = _read_json(meta_path)
@@ -105,7 +109,7 @@ def prepare_corpus(source: Path, lowercase: bool = False, progress: Progress | N
     sentences = done = 0
     with atomic_file(text_path, "w", suffix=".part") as out:
         open_line = False  # the last chunk ended inside a line (a line longer than a chunk)
-        for chunk in iter_text(source):
+        for chunk in iter_text(source, encoding=encoding):
             done += len(chunk.encode("utf-8"))
             if lowercase:
                 chunk = chunk.lower()
@@ -160,7 +164,7 @@ class BuildStats:
 def build(source: Path, config: EmbedConfig = EmbedConfig(), progress: Progress | None = None):
     """Train word2vec on a corpus file -> (gensim KeyedVectors, BuildStats)."""
     config.validate()
-    corpus = prepare_corpus(source, config.lowercase, progress)
+    corpus = prepare_corpus(source, config.lowercase, progress, config.encoding)
     return train_prepared(corpus, config, progress)
 
 

@@ -77,24 +77,36 @@ class CharTokenizer(Tokenizer):
                 yield self._encode(chunk, self._lut32)
 
     def _encode(self, text: str, lut: np.ndarray) -> np.ndarray:
-        cps = _codepoints(text)
-        if len(cps) == 0:
-            return np.zeros(0, dtype=lut.dtype)
-        if cps.dtype == np.uint8:
-            ids = lut.take(cps)               # take: several times faster than lut[cps]
-            if ids.min() >= 0:                # one reduction, no mask, in the common case
-                return ids
-            bad = ids < 0
-        else:
-            inside = cps < len(lut)
-            ids = lut.take(np.where(inside, cps, 0))
-            bad = (~inside) | (ids < 0)
-        if bad.any():
+        ids, cps, bad = self._lookup(text, lut)
+        if bad is not None and bad.any():
             missing = sorted({chr(int(c)) for c in cps[bad]})
             raise CharnnError(
                 f"{len(missing)} character(s) not in the model's vocabulary: {describe_chars(missing)}"
             )
         return ids
+
+    def encode_known(self, text: str) -> tuple[np.ndarray, list[str]]:
+        """The ids of the characters in the vocabulary, and the characters left out (in order):
+        for scoring a text that holds characters the model has never seen."""
+        ids, cps, bad = self._lookup(text, self._lut)
+        if bad is None or not bad.any():
+            return ids, []
+        return ids[~bad], [chr(int(c)) for c in cps[bad]]
+
+    @staticmethod
+    def _lookup(text: str, lut: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        """(ids, code points, mask of the characters not in the vocabulary or None: all known)."""
+        cps = _codepoints(text)
+        if len(cps) == 0:
+            return np.zeros(0, dtype=lut.dtype), cps, None
+        if cps.dtype == np.uint8:
+            ids = lut.take(cps)               # take: several times faster than lut[cps]
+            if ids.min() >= 0:                # one reduction, no mask, in the common case
+                return ids, cps, None
+            return ids, cps, ids < 0
+        inside = cps < len(lut)
+        ids = lut.take(np.where(inside, cps, 0))
+        return ids, cps, (~inside) | (ids < 0)
 
     def decode(self, ids: Sequence[int]) -> str:
         a = np.asarray(ids, dtype=np.int64)

@@ -2,7 +2,9 @@
 
 A user says how long they can wait, not how many layers they want. The rule:
   1. Calibrate: time a few real training steps (random ids, the real model and optimizer) of
-     one reference size on this device, which gives the effective FLOP/s of training here.
+     one reference size on this device, with 1 thread and with all cores interleaved (on a busy
+     machine one thread can be 3x faster than two that wait for each other), within a tenth of
+     the budget; the faster gives the effective FLOP/s of training here.
   2. Predict each candidate's tokens/s from its FLOPs per token (6 x multiply-adds: forward +
      backward), and so the tokens it can see in the training part of the budget.
   3. Take the largest candidate that sees at least TOKENS_PER_PARAM tokens per parameter (a
@@ -17,6 +19,8 @@ Explicit flags always win: a fixed --hidden or --layers narrows the candidates, 
 
 from __future__ import annotations
 
+import math
+import statistics
 import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -31,6 +35,9 @@ CANDIDATES = [(1, 128), (2, 128), (2, 192), (2, 256), (2, 384), (2, 512), (2, 76
 TOKENS_PER_PARAM = 1.0      # at least this many training tokens per parameter within the budget
 PARAMS_PER_TOKEN = 4.0      # at most this many parameters per token of training text
 TRAIN_FRACTION = 0.92       # of the budget left after calibration: the rest evaluates and saves
+OVERHEAD_WIDTH = 256        # narrower layers are bound by per-step overhead on a CPU, not FLOPs
+CALIBRATION_SHARE = 0.1     # calibration takes at most this share of the budget...
+CALIBRATION_STEPS = 5       # ... and this many timed steps per thread count (at least 2)
 GATES = {"lstm": 4, "gru": 3, "rnn": 1}
 
 
@@ -49,6 +56,7 @@ class Plan:
     planned_epochs: float
     parameters: int
     reasons: list[str] = field(default_factory=list)
+    threads: int = 0             # torch CPU threads to train with (0: leave as it is)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -74,38 +82,58 @@ def flops_per_token(vocab: int, embed: int, hidden: int, layers: int, cell: str 
 
 
 def measure(cfg: ModelConfig, batch_size: int, seq_len: int, device: torch.device,
-            steps: int = 3) -> float:
+            steps: int = 3, threads: int | None = None) -> float:
     """Tokens/s of real training steps (forward, backward, clip, AdamW) at this size: the median
     of `steps` timed steps after a warm-up one, so one step slowed by another process (or by a
-    first-use allocation) does not decide the plan."""
-    from charnn.model import RNNLM
+    first-use allocation) does not decide the plan. threads: torch's CPU threads while timing."""
+    return _Bench(cfg, batch_size, seq_len, device).rate(steps, threads)
 
-    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
-        model = RNNLM(cfg).to(device)
-        opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
-        ids = torch.randint(0, cfg.vocab_size, (batch_size, seq_len + 1), device=device)
-        amp = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else \
-            torch.autocast("cpu", enabled=False)
 
-        def step():
-            with amp:
-                logits, _ = model(ids[:, :-1])
-                loss = torch.nn.functional.cross_entropy(
-                    logits.reshape(-1, cfg.vocab_size).float(), ids[:, 1:].reshape(-1))
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-            opt.step()
+class _Bench:
+    """A model, optimizer and batch made once, so the same size can be timed again (with other
+    thread counts) without building it anew."""
 
-        step()                                   # warm-up: allocations, kernel selection
-        _sync(device)
-        times = []
-        for _ in range(steps):
-            t0 = time.perf_counter()
-            step()
-            _sync(device)
-            times.append(time.perf_counter() - t0)
-        return batch_size * seq_len / sorted(times)[len(times) // 2]
+    def __init__(self, cfg: ModelConfig, batch_size: int, seq_len: int, device: torch.device):
+        from charnn.model import RNNLM
+
+        self.cfg, self.device, self.tokens = cfg, device, batch_size * seq_len
+        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+            self.model = RNNLM(cfg).to(device)
+            self.ids = torch.randint(0, cfg.vocab_size, (batch_size, seq_len + 1), device=device)
+        self.opt = torch.optim.AdamW(self.model.parameters(), lr=1e-3)
+        self.warm = False
+
+    def step(self) -> None:
+        cuda = self.device.type == "cuda"
+        with torch.autocast("cuda", dtype=torch.bfloat16) if cuda else torch.autocast("cpu", enabled=False):
+            logits, _ = self.model(self.ids[:, :-1])
+            loss = torch.nn.functional.cross_entropy(
+                logits.reshape(-1, self.cfg.vocab_size).float(), self.ids[:, 1:].reshape(-1))
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(self.model.parameters(), 1.0)
+        self.opt.step()
+        _sync(self.device)
+
+    def times(self, steps: int, threads: int | None = None) -> list[float]:
+        old = torch.get_num_threads()
+        if threads:
+            torch.set_num_threads(threads)
+        try:
+            if not self.warm:
+                self.step()                      # warm-up: allocations, kernel selection
+                self.warm = True
+            out = []
+            for _ in range(steps):
+                t0 = time.perf_counter()
+                self.step()
+                out.append(time.perf_counter() - t0)
+            return out
+        finally:
+            torch.set_num_threads(old)
+
+    def rate(self, steps: int, threads: int | None = None) -> float:
+        return self.tokens / statistics.median(self.times(steps, threads))
 
 
 def _sync(device: torch.device) -> None:
@@ -113,88 +141,191 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize()
 
 
+@dataclass(frozen=True)
+class Calibration:
+    """What training costs here: the reference size's tokens/s, and the effective FLOP/s."""
+
+    ref: tuple[int, int]           # (layers, hidden) that was timed
+    ref_tps: float
+    flop_rate: float
+    threads: int                   # torch CPU threads that trained fastest (0: not a CPU)
+    seconds: float                 # what calibrating took
+    note: str = ""                 # how the threads were chosen, for the reasons
+
+
+def calibrate(vocab: int, B: int, T: int, device: torch.device, ref: tuple[int, int], embed: int,
+              cell: str, cap_seconds: float) -> Calibration:
+    """Time `ref` with each thread count worth trying (1 and all of this process's cores, on a
+    CPU), interleaved, and keep the faster: on a machine other processes keep busy, threads
+    that wait for each other can run 3x slower than one thread alone. Steps stop at
+    `cap_seconds` of timing (at least CALIBRATION_STEPS each are tried, 2 when that is slow)."""
+    t0 = time.perf_counter()
+    cfg = ModelConfig(vocab_size=vocab, cell=cell, layers=ref[0], hidden=ref[1], embed_dim=embed)
+    bench = _Bench(cfg, B, T, device)
+    choices = _thread_choices(device)
+    times: dict[int, list[float]] = {t: [] for t in choices}
+    live = list(choices)
+    for round_ in range(CALIBRATION_STEPS):
+        for t in live:
+            times[t] += bench.times(1, t or None)
+        # a thread count already twice as slow as another is out: its steps cost the most
+        fastest = min(statistics.median(times[t]) for t in live)
+        live = [t for t in live if statistics.median(times[t]) <= 2 * fastest]
+        if round_ >= 1 and time.perf_counter() - t0 > cap_seconds:
+            break
+    med = {t: statistics.median(v) for t, v in times.items()}
+    best = min(med, key=med.get)
+    note = ""
+    if len(choices) > 1:
+        note = (f"threads: {best} ({', '.join(f'{t}: {B * T / med[t]:,.0f}' for t in choices)} tokens/s)")
+    ref_tps = _stable(B * T / med[best])
+    flop_rate = ref_tps * flops_per_token(vocab, embed, ref[1], ref[0], cell)
+    return Calibration(ref, ref_tps, flop_rate, best, time.perf_counter() - t0, note)
+
+
+def _thread_choices(device: torch.device) -> list[int]:
+    from charnn.machine import thread_choices
+
+    return (thread_choices() or [0]) if device.type == "cpu" else [0]      # 0: leave as it is
+
+
+def _stable(rate: float) -> float:
+    """A measured rate rounded down onto a grid of 2^(1/8) steps (9%): two calibrations on a
+    quiet machine, a few percent apart, then plan from the same figure."""
+    return 2.0 ** (math.floor(8 * math.log2(max(rate, 1e-9))) / 8)
+
+
 def plan(budget: float, train_tokens: int, vocab: int, device: torch.device,
          fixed: dict[str, Any] | None = None, cell: str = "lstm") -> Plan:
     """The model and schedule for `budget` seconds of training on `train_tokens` tokens."""
-    fixed = {k: v for k, v in (fixed or {}).items() if v is not None}
     t0 = time.perf_counter()
+    shape = shape_for(vocab, device, fixed, cell)
+    cands = shape.candidates()
+    if len(cands) == 1 and "dropout" in fixed and "warmup" in fixed:
+        # every choice is made by flags: there is nothing to calibrate, so start at once
+        return shape.as_given(cands[0])
+    # 1. calibrate on a mid-sized reference (or the only candidate), in at most a tenth of the budget
+    ref = cands[min(len(cands) - 1, next((i for i, c in enumerate(cands) if c[1] >= 256), 0))]
+    cal = calibrate(vocab, shape.B, shape.T, device, ref, shape.embed_for(ref[1]), cell,
+                    cap_seconds=max(0.5, CALIBRATION_SHARE * budget))
+    left = budget - (time.perf_counter() - t0)
+    return choose(cal, left, train_tokens, shape, device=device)
+
+
+def shape_for(vocab: int, device: torch.device, fixed: dict[str, Any] | None, cell: str = "lstm") -> Shape:
+    fixed = {k: v for k, v in (fixed or {}).items() if v is not None}
     gpu = device.type == "cuda"
     # CPU: B=32, T=64. At equal compute T=64 beat T=128 by 0.22 nats (2x384: twice the steps
     # for the same tokens) and B=64 lost to B=32 (half the steps, and no faster per token on 2
     # cores); benchmarks/RESULTS.md. The GPU defaults are unmeasured: wider batches keep it busy.
-    B = fixed.get("batch_size", 64 if gpu else 32)
-    T = fixed.get("seq_len", 256 if gpu else 64)
-    reasons: list[str] = []
+    return Shape(vocab, fixed.get("batch_size", 64 if gpu else 32), fixed.get("seq_len", 256 if gpu else 64),
+                 cell, fixed)
 
-    cands = [(l, h) for l, h in CANDIDATES
-             if fixed.get("layers", l) == l and fixed.get("hidden", h) == h]
-    if not cands:   # a size outside the list, fixed by the user: it is the only candidate
-        cands = [(fixed.get("layers", 2), fixed.get("hidden", 512))]
 
-    def embed_for(h: int) -> int:
-        return fixed.get("embed_dim", min(256, max(64, h // 4)))
+def replan(shape: Shape, size: tuple[int, int], tokens_per_sec: float, threads: int, seconds: float,
+           train_tokens: int) -> Plan | None:
+    """Mid-run: the plan for the `seconds` left, from the speed `size` trains at now (no new
+    calibration); None when that plan keeps `size`."""
+    l, h = size
+    flop_rate = tokens_per_sec * flops_per_token(shape.vocab, shape.embed_for(h), h, l, shape.cell)
+    cal = Calibration(size, tokens_per_sec, flop_rate, threads, 0.0,
+                      f"re-planned from the speed {l}x{h} trains at now, {tokens_per_sec:,.0f} tokens/s")
+    new = choose(cal, seconds, train_tokens, shape, device=None, measured=size)
+    return None if (new.layers, new.hidden) == size else new
 
-    if len(cands) == 1 and "dropout" in fixed and "warmup" in fixed:
-        # every choice is made by flags: there is nothing to calibrate, so start at once
-        l, h = cands[0]
-        n_par = parameters(vocab, embed_for(h), h, l, cell)
-        reasons.append("size, dropout and warmup are all given as flags: nothing to choose, no calibration")
-        return Plan(layers=l, hidden=h, embed_dim=embed_for(h), batch_size=B, seq_len=T,
-                    lr=fixed.get("lr", default_lr(h)), dropout=fixed["dropout"],
-                    warmup=fixed["warmup"], tokens_per_sec=0.0, planned_tokens=0.0,
-                    planned_epochs=0.0, parameters=n_par, reasons=reasons)
-    # 1. calibrate on a mid-sized reference (or the only candidate)
-    ref = cands[min(len(cands) - 1, next((i for i, c in enumerate(cands) if c[1] >= 256), 0))]
-    ref_cfg = ModelConfig(vocab_size=vocab, cell=cell, layers=ref[0], hidden=ref[1], embed_dim=embed_for(ref[1]))
-    ref_tps = measure(ref_cfg, B, T, device)
-    flop_rate = ref_tps * flops_per_token(vocab, embed_for(ref[1]), ref[1], ref[0], cell)
-    reasons.append(f"calibration: {ref[0]}x{ref[1]} {cell.upper()} trains at {ref_tps:,.0f} tokens/s "
-                   f"here ({flop_rate / 1e9:.1f} GFLOP/s effective)")
 
-    def predict(l: int, h: int) -> float:
-        tps = flop_rate / flops_per_token(vocab, embed_for(h), h, l, cell)
-        # small models are bound by per-step overhead, not FLOPs: never predict above the reference
-        return min(tps, ref_tps) if h < ref[1] else tps
-
-    train_seconds = max(1.0, budget * TRAIN_FRACTION - (time.perf_counter() - t0))
-    # 2-3. largest candidate that sees enough tokens and that the data can feed
+def choose(cal: Calibration, seconds: float, train_tokens: int, shape: Shape,
+           device: torch.device | None = None, measured: tuple[int, int] | None = None) -> Plan:
+    """The largest candidate that sees enough tokens in `seconds` and that the corpus can feed
+    (steps 2-5 of the rule). device: time the chosen size to confirm it (None: trust the
+    prediction). measured: a size whose speed cal.ref_tps is (when re-planning mid-run)."""
+    cands, cell = shape.candidates(), shape.cell
+    reasons = [f"calibration: {cal.ref[0]}x{cal.ref[1]} {cell.upper()} trains at {cal.ref_tps:,.0f} "
+               f"tokens/s here ({cal.flop_rate / 1e9:.1f} GFLOP/s effective)"] + ([cal.note] if cal.note else [])
+    train_seconds = max(1.0, seconds * TRAIN_FRACTION)
     chosen = cands[0]
-    for l, h in cands:
-        n_par = parameters(vocab, embed_for(h), h, l, cell)
-        tokens = predict(l, h) * train_seconds
-        if tokens >= TOKENS_PER_PARAM * n_par and n_par <= PARAMS_PER_TOKEN * train_tokens:
+    for l, h in cands:     # 2-3. largest candidate that sees enough tokens and the data can feed
+        n_par = shape.parameters(l, h)
+        if shape.predict(cal, l, h) * train_seconds >= TOKENS_PER_PARAM * n_par \
+                and n_par <= PARAMS_PER_TOKEN * train_tokens:
             chosen = (l, h)
-    # 4. confirm the chosen size; step down while it is much slower than predicted
-    while True:
+    while True:            # 4. confirm the chosen size; step down while it is much slower than predicted
         l, h = chosen
-        cfg = ModelConfig(vocab_size=vocab, cell=cell, layers=l, hidden=h, embed_dim=embed_for(h))
-        tps = ref_tps if chosen == ref else measure(cfg, B, T, device)
-        n_par = parameters(vocab, embed_for(h), h, l, cell)
-        idx = cands.index(chosen)
+        if chosen in (cal.ref, measured):
+            tps = cal.ref_tps
+        elif device is None:
+            tps = shape.predict(cal, l, h)
+        else:
+            tps = _Bench(shape.config(l, h), shape.B, shape.T, device).rate(2, cal.threads or None)
+        n_par, idx = shape.parameters(l, h), cands.index(chosen)
         if tps * train_seconds >= 0.7 * TOKENS_PER_PARAM * n_par or idx == 0:
             break
         reasons.append(f"{l}x{h} measured {tps:,.0f} tokens/s, slower than predicted: one size down")
         chosen = cands[idx - 1]
-    train_seconds = max(1.0, budget * TRAIN_FRACTION - (time.perf_counter() - t0))
-    tokens = tps * train_seconds
-    epochs = tokens / max(1, train_tokens)
-    reasons.append(f"chose {l}x{h} ({n_par / 1e6:.2f}M parameters): about {tokens / 1e6:.2f}M tokens "
-                   f"in {train_seconds:.0f}s of training, {tokens / n_par:.1f} per parameter "
-                   f"(rule: >= {TOKENS_PER_PARAM:g}), {epochs:.1f} epochs of the corpus")
-    if "dropout" in fixed:
-        dropout = fixed["dropout"]
-    else:
-        # 2x512 at 3.4 epochs: 0.2 beat 0.3 by 0.02 nats; untuned runs with none overfit by
-        # 5 epochs (benchmarks/RESULTS.md)
-        dropout = 0.0 if epochs < 1 else 0.1 if epochs < 2 else 0.2 if epochs < 10 else 0.3
-        reasons.append(f"dropout {dropout:g}: {epochs:.1f} passes over the data "
-                       "(more passes, more regularisation)")
-    steps = tokens / (B * T)
-    warmup = fixed.get("warmup", int(min(200, max(10, 0.02 * steps))))
-    lr = fixed.get("lr", default_lr(h))
-    return Plan(layers=l, hidden=h, embed_dim=embed_for(h), batch_size=B, seq_len=T, lr=lr,
-                dropout=dropout, warmup=warmup, tokens_per_sec=tps, planned_tokens=tokens,
-                planned_epochs=epochs, parameters=n_par, reasons=reasons)
+    return shape.schedule(l, h, tps, tps * train_seconds, train_tokens, train_seconds, cal.threads, reasons)
+
+
+class Shape:
+    """The fixed parts of a plan (vocabulary, B, T, cell, the user's flags) and the arithmetic
+    of a candidate size under them."""
+
+    def __init__(self, vocab: int, B: int, T: int, cell: str, fixed: dict[str, Any]):
+        self.vocab, self.B, self.T, self.cell, self.fixed = vocab, B, T, cell, fixed
+
+    def candidates(self) -> list[tuple[int, int]]:
+        f = self.fixed
+        cands = [(l, h) for l, h in CANDIDATES if f.get("layers", l) == l and f.get("hidden", h) == h]
+        return cands or [(f.get("layers", 2), f.get("hidden", 512))]   # a size fixed outside the list
+
+    def embed_for(self, h: int) -> int:
+        return self.fixed.get("embed_dim", min(256, max(64, h // 4)))
+
+    def parameters(self, l: int, h: int) -> int:
+        return parameters(self.vocab, self.embed_for(h), h, l, self.cell)
+
+    def config(self, l: int, h: int) -> ModelConfig:
+        return ModelConfig(vocab_size=self.vocab, cell=self.cell, layers=l, hidden=h, embed_dim=self.embed_for(h))
+
+    def predict(self, cal: Calibration, l: int, h: int) -> float:
+        tps = cal.flop_rate / flops_per_token(self.vocab, self.embed_for(h), h, l, self.cell)
+        # small models are bound by per-step overhead, not FLOPs: below the reference's width
+        # (or OVERHEAD_WIDTH, when re-planning from a wider model) never predict faster than there
+        if h < min(cal.ref[1], OVERHEAD_WIDTH):
+            if cal.ref[1] <= OVERHEAD_WIDTH:
+                return min(tps, cal.ref_tps)
+            w = OVERHEAD_WIDTH
+            return min(tps, cal.flop_rate / flops_per_token(self.vocab, self.embed_for(w), w, l, self.cell))
+        return tps
+
+    def as_given(self, size: tuple[int, int]) -> Plan:
+        l, h = size
+        return Plan(layers=l, hidden=h, embed_dim=self.embed_for(h), batch_size=self.B, seq_len=self.T,
+                    lr=self.fixed.get("lr", default_lr(h)), dropout=self.fixed["dropout"],
+                    warmup=self.fixed["warmup"], tokens_per_sec=0.0, planned_tokens=0.0, planned_epochs=0.0,
+                    parameters=self.parameters(l, h),
+                    reasons=["size, dropout and warmup are all given as flags: nothing to choose, no calibration"])
+
+    def schedule(self, l: int, h: int, tps: float, tokens: float, train_tokens: int, train_seconds: float,
+                 threads: int, reasons: list[str]) -> Plan:
+        """5. dropout by passes over the data, warmup ~2% of the steps, lr by width."""
+        n_par = self.parameters(l, h)
+        epochs = tokens / max(1, train_tokens)
+        reasons.append(f"chose {l}x{h} ({n_par / 1e6:.2f}M parameters): about {tokens / 1e6:.2f}M tokens "
+                       f"in {train_seconds:.0f}s of training, {tokens / n_par:.1f} per parameter "
+                       f"(rule: >= {TOKENS_PER_PARAM:g}), {epochs:.1f} epochs of the corpus")
+        if "dropout" in self.fixed:
+            dropout = self.fixed["dropout"]
+        else:
+            # 2x512 at 3.4 epochs: 0.2 beat 0.3 by 0.02 nats; untuned runs with none overfit by
+            # 5 epochs (benchmarks/RESULTS.md)
+            dropout = 0.0 if epochs < 1 else 0.1 if epochs < 2 else 0.2 if epochs < 10 else 0.3
+            reasons.append(f"dropout {dropout:g}: {epochs:.1f} passes over the data "
+                           "(more passes, more regularisation)")
+        warmup = self.fixed.get("warmup", int(min(200, max(10, 0.02 * tokens / (self.B * self.T)))))
+        return Plan(layers=l, hidden=h, embed_dim=self.embed_for(h), batch_size=self.B, seq_len=self.T,
+                    lr=self.fixed.get("lr", default_lr(h)), dropout=dropout, warmup=warmup,
+                    tokens_per_sec=tps, planned_tokens=tokens, planned_epochs=epochs, parameters=n_par,
+                    reasons=reasons, threads=threads)
 
 
 def describe(p: Plan) -> str:

@@ -31,11 +31,12 @@ class TrainData:
 
 def prepare_data(path: Path, tokenizer_name: str = "char", val_frac: float = 0.1,
                  fit_options: dict[str, Any] | None = None,
-                 tokenizer: Tokenizer | None = None) -> TrainData:
-    enc = encode_corpus(path, tokenizer_name, fit_options, tokenizer)
+                 tokenizer: Tokenizer | None = None, encoding: str = "utf-8") -> TrainData:
+    enc = encode_corpus(path, tokenizer_name, fit_options, tokenizer, encoding)
     train_ids, val_ids = split(enc.ids, val_frac)
     return TrainData(enc.tokenizer, train_ids, val_ids, count_chars(enc.tokenizer, val_ids),
-                     {"path": str(path), "digest": enc.digest, "from_cache": enc.from_cache})
+                     {"path": str(path), "digest": enc.digest, "from_cache": enc.from_cache,
+                      "encoding": encoding})
 
 
 def count_chars(tokenizer: Tokenizer, ids: np.ndarray, block: int = 1 << 20) -> int:

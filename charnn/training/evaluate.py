@@ -68,6 +68,28 @@ def autocast(device: torch.device, amp: bool):
     return torch.autocast(device.type, enabled=False)
 
 
+def score_ids(model: RNNLM, ckpt: dict[str, Any], tokenizer, ids: np.ndarray, batch_size: int = 32,
+              seq_len: int = 256, quantize: str = "none") -> dict[str, Any]:
+    """A model's loss on a token array, as `charnn eval` reports it: nats per token and per
+    character of the text the scored tokens stand for, bits per character, perplexity."""
+    from charnn.representations.bow import cond_for
+    from charnn.training.dataset import count_chars
+
+    cond = cond_for(ckpt, tokenizer, ids)
+    if quantize == "int8":
+        from charnn.sampling.generate import evaluate_stepwise
+
+        loss, n = evaluate_stepwise(model, ids, batch_size, seq_len, cond=cond, quantize=quantize)
+    else:
+        loss, n = evaluate(model, ids, batch_size, seq_len, cond=cond)
+    # evaluate() scores the ids the streams cover; count the characters of exactly those
+    B = max(1, min(batch_size, (len(ids) - 1) // 2))
+    covered = ids[: (len(ids) // B) * B]
+    nats_char = loss / (count_chars(tokenizer, covered) / len(covered))   # per token -> per character
+    return {"tokens": n, "loss": loss, "nats_per_char": nats_char, "bits_per_char": nats_char / LN2,
+            "perplexity": math.exp(min(loss, 50.0)), "quantize": quantize}
+
+
 def val_metrics(loss: float, chars_per_token: float) -> dict[str, float]:
     """Per-token validation loss -> the figures users compare: nats/char, bits/char, perplexity."""
     nats_char = loss / chars_per_token

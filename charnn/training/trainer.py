@@ -62,9 +62,9 @@ LOG_EVERY = 10                  # steps between step records (metrics.jsonl and 
 def train(model_cfg: ModelConfig, cfg: TrainConfig, data: TrainData, run_dir: Path,
           callback: Callback | None = None, resume: dict[str, Any] | None = None,
           started: float | None = None, init_model: Callable[[RNNLM], None] | None = None,
-          group: Group | None = None) -> dict[str, Any]:
+          group: Group | None = None, watch=None) -> dict[str, Any]:
     """Train a model and return a summary dict: Trainer(...).run(). See Trainer."""
-    return Trainer(model_cfg, cfg, data, run_dir, callback, resume, started, init_model, group).run()
+    return Trainer(model_cfg, cfg, data, run_dir, callback, resume, started, init_model, group, watch).run()
 
 
 class Trainer:
@@ -74,13 +74,17 @@ class Trainer:
     began, so --time-budget covers corpus reading and the final evaluation too. init_model: a
     hook run once on a fresh model (e.g. copying word2vec vectors into the embedding).
     group: this process's rank in a data-parallel run (charnn.training.distributed); rank 0
-    alone writes files and emits events. Default: a single process.
+    alone writes files and emits events. Default: a single process. watch: a
+    charnn.training.watch.ThroughputWatch that follows the speed the run gets (threads,
+    re-planning); when it asks for a new plan the run stops at once, unsaved, and its summary
+    carries the plan under "replan" for the caller to restart with.
     """
 
     def __init__(self, model_cfg: ModelConfig, cfg: TrainConfig, data: TrainData, run_dir: Path,
                  callback: Callback | None = None, resume: dict[str, Any] | None = None,
                  started: float | None = None, init_model: Callable[[RNNLM], None] | None = None,
-                 group: Group | None = None):
+                 group: Group | None = None, watch=None):
+        self.watch = watch
         self.t_start = time.time()
         self.started = started if started is not None else self.t_start
         self.model_cfg, self.cfg, self.data = model_cfg, cfg, data
@@ -124,6 +128,7 @@ class Trainer:
         self.bad_steps = self.rollbacks = 0
         self.gave_up: str | None = None    # why the run ended on the last good weights, if it did
         self.interrupted = False
+        self.replan = None                 # a new plan from the watch: the run restarts with it
         self.good = Snapshot(self.model, self.opt, (self.step, self.epoch, self.chunk))
         self.metrics = _open_log(self.run_dir / "metrics.jsonl") if group.is_main \
             else open(os.devnull, "a", encoding="utf-8")
@@ -188,6 +193,8 @@ class Trainer:
                     if self.gave_up:
                         break
                     continue                        # skipped or rolled back: go on from there
+                if self.watch is not None and self._watch():
+                    break                           # a new plan: the caller restarts the run
                 stop = self._report_step() if self.step % LOG_EVERY == 0 or self._last() else False
                 if self.step % self.cfg.eval_every == 0 and not self._last():
                     if not self.checkpoint():
@@ -197,7 +204,7 @@ class Trainer:
                 if stop and sync.stop_here():
                     self.interrupted = True
                     break
-            final_loss = self.final_evaluation()
+            final_loss = math.nan if self.replan is not None else self.final_evaluation()
         self.metrics.close()
         summary = self.summary(final_loss)
         self.emit(summary)
@@ -256,6 +263,16 @@ class Trainer:
         dt = time.perf_counter() - t0
         self.step_seconds = 0.9 * self.step_seconds + 0.1 * dt if self.step > 1 else dt
         return True
+
+    def _watch(self) -> bool:
+        """Tell the watch what the step trained; True when it asks for a new plan."""
+        event = self.watch.after_step(self.cfg.batch_size * self.cfg.seq_len, self._progress())
+        if event is None:
+            return False
+        self.log({**event, "step": self.step})
+        if event["event"] == "replan":
+            self.replan = event         # {tokens_per_sec, planned_tokens_per_sec, plan}
+        return self.replan is not None
 
     def _skip(self, loss_v: float, gnorm_v: float) -> None:
         """A non-finite loss or gradient never reaches the weights: the step is skipped, the
@@ -370,7 +387,7 @@ class Trainer:
             "state": [s.detach().cpu() for s in carried] if carried is not None else [],
             "rng": rng,
             "history": self.history,
-            "corpus": {k: v for k, v in data.source.items() if k in ("path", "digest")},
+            "corpus": {k: v for k, v in data.source.items() if k in ("path", "digest", "encoding")},
             "num_parameters": num_parameters(self.model),
             **({"bow": data.bow.state()} if data.bow is not None else {}),
         }
@@ -444,11 +461,14 @@ class Trainer:
         return {
             "event": "done", "run_dir": str(self.run_dir), "steps": self.step, "epochs": self.epoch,
             "interrupted": self.interrupted, "parameters": num_parameters(self.model),
-            "best_val_loss": self.best_val, "elapsed": time.time() - self.started,
+            # the run's whole wall time, a resumed run's earlier sessions included (as the
+            # progress line counts it)
+            "best_val_loss": self.best_val, "elapsed": self._elapsed(),
             "train_loss": self.last_train_loss,
             **(val_metrics(final_loss, cpt) if math.isfinite(final_loss) else {}),
             "best_val_bpc": self.best_val / cpt / LN2,
             "rollbacks": self.rollbacks,
+            "replan": self.replan,
             "diverged": None if self.gave_up is None else (
                 f"training kept diverging (last: {self.gave_up}); after {self.rollbacks} rollback(s) "
                 f"to lower learning rates the run ended on the last good weights, from step "
