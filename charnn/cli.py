@@ -11,7 +11,7 @@ import sys
 
 import typer
 
-from charnn.commands import corpus, embed, evaluate, info, sample, tokenize, train
+from charnn.commands import corpus, embed, evaluate, info, sample, score, tokenize, train
 from charnn.commands.guard import CharnnGroup, silence_stdout
 
 app = typer.Typer(
@@ -28,7 +28,7 @@ app = typer.Typer(
 )
 
 
-for _module in (train, sample, evaluate, info, corpus, embed, tokenize):
+for _module in (train, sample, score, evaluate, info, corpus, embed, tokenize):
     _module.register(app)
 
 

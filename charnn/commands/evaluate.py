@@ -40,9 +40,12 @@ def eval_cmd(
     quantize = q.check(quantize, "cpu")
     path, ckpt, model, tok = load_model(checkpoint)
     text_path = corpora.resolve(file)
-    from charnn.data import encode_corpus
+    from charnn.checkpoint import docs_mode
+    from charnn.data import CorpusText, encode_corpus
 
-    ids = encode_corpus(Path(text_path), tok.name, tokenizer=tok).ids
+    docs = docs_mode(ckpt)      # a document model reads the text as its documents
+    ids = encode_corpus(CorpusText((Path(text_path),), docs), tok.name, tokenizer=tok).ids
+    eod = tok.eod_id if docs else None
     if len(ids) < 2:
         raise CharnnError(f"{file} is too short to score (it needs at least 2 tokens)")
     from charnn.representations.bow import cond_for
@@ -51,9 +54,9 @@ def eval_cmd(
     if quantize == "int8":
         from charnn.sampling.generate import evaluate_stepwise
 
-        loss, n = evaluate_stepwise(model, ids, batch_size, seq_len, cond=cond, quantize=quantize)
+        loss, n = evaluate_stepwise(model, ids, batch_size, seq_len, cond=cond, quantize=quantize, eod=eod)
     else:
-        loss, n = evaluate(model, ids, batch_size, seq_len, cond=cond)
+        loss, n = evaluate(model, ids, batch_size, seq_len, cond=cond, eod=eod)
     # evaluate() scores the ids the streams cover; count the characters of exactly those
     B = max(1, min(batch_size, (len(ids) - 1) // 2))
     covered = ids[: (len(ids) // B) * B]

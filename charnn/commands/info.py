@@ -32,6 +32,7 @@ def info_cmd(
     history = [h for h in ckpt.get("history", []) if isinstance(h, dict)]
     best = progress.get("best_val")
     vocab_preview = tok.decode(list(range(min(tok.vocab_size, 100)))) if tok.name == "char" else None
+    docs = ckpt.get("docs", {})
     info: dict[str, Any] = {
         "checkpoint": str(path),
         "format_version": ckpt.get("version"),
@@ -46,6 +47,7 @@ def info_cmd(
         "best_val_loss": best,
         "best_val_bpc": best / cpt / math.log(2) if isinstance(best, float) and math.isfinite(best) else None,
         "corpus": ckpt.get("corpus", {}),
+        "documents": {"mode": docs["mode"], "fingerprints": len(docs.get("fingerprints", []))} if docs else None,
         "history": history,
     }
     if json_out:
@@ -64,7 +66,13 @@ def info_cmd(
     if info["best_val_bpc"] is not None:
         w(f"best val     {best:.4f} nats/token, {info['best_val_bpc']:.4f} bits/char\n")
     if info["corpus"].get("path"):
-        w(f"corpus       {info['corpus']['path']}\n")
+        files = info["corpus"].get("files") or []
+        more = f" and {len(files) - 1:,} more files" if len(files) > 1 else ""
+        w(f"corpus       {info['corpus']['path']}{more}\n")
+    if docs:
+        w(f"documents    {docs['mode']}, each ending in an end-of-document token\n")
+    if info["train"].get("init_from"):
+        w(f"fine-tuned   from {info['train']['init_from']}\n")
     if len(history) >= 2:
         w("\nvalidation loss (nats/token) by step\n")
         w(plot([h["step"] for h in history], [h["val_loss"] for h in history]) + "\n")

@@ -177,14 +177,16 @@ def read_primes(model: RNNLM, stepper: Stepper, primes: list[list[int]], cond=No
 def generate(model: RNNLM, tokenizer: Tokenizer, cfg: SampleConfig,
              cond: torch.Tensor | None = None, device: str | torch.device = "cpu",
              quantize: str = "none", primes: list[str] | None = None, eod_text: str = "\n",
-             observe: Callable[[torch.Tensor, torch.Tensor], None] | None = None) -> Iterator[list[str]]:
+             observe: Callable[[torch.Tensor, torch.Tensor, list[bool]], None] | None = None
+             ) -> Iterator[list[str]]:
     """Yield, per step, the new text of each of the cfg.num_samples streams (a list of str).
 
     The prime itself is not yielded; the caller prints it. Streams that reached --stop yield "".
     primes: one prime per stream instead (--prompts; stream i draws with seed + i). A document
     model (charnn.documents) starts each stream at a document's start; when a stream draws the
     end of a document, `eod_text` stands for it and the next document starts from the zero
-    state. observe(logits (N, V), ids (N,)): called at each draw (--logprobs).
+    state. observe(logits (N, V), ids (N,), done): called at each draw (--logprobs); done[i]:
+    stream i had already stopped (--stop) before it.
     """
     model.eval()
     texts = primes if primes is not None else [cfg.prime] * cfg.num_samples
@@ -202,7 +204,7 @@ def generate(model: RNNLM, tokenizer: Tokenizer, cfg: SampleConfig,
     for _ in range(cfg.length):
         nxt = picker(logits if on_cpu else logits.cpu())                            # (N,)
         if observe is not None:
-            observe(logits, nxt)
+            observe(logits, nxt, [s.done for s in stops])
         yield [s.feed(d.push(t) + (eod_text if t == eod else "")) for s, d, t in zip(stops, decoders, nxt.tolist())]
         if all(s.done for s in stops):
             return
@@ -222,11 +224,12 @@ def sample_text(model: RNNLM, tokenizer: Tokenizer, cfg: SampleConfig, **kw) -> 
 
 
 def evaluate_stepwise(model: RNNLM, ids, batch_size: int, seq_len: int = 256, cond=None,
-                      quantize: str = "none") -> tuple[float, int]:
+                      quantize: str = "none", eod: int | None = None) -> tuple[float, int]:
     """Mean cross-entropy (nats per token) of `ids` scored through the Stepper, as
     charnn.training.evaluate reads them (B streams, state carried), so `charnn eval --quantize int8`
     measures exactly the arithmetic that sampling uses. Returns (loss, tokens scored).
-    cond: a charnn.representations.bow.DocCond aligned with `ids` for --input bow models."""
+    cond: a charnn.representations.bow.DocCond aligned with `ids` for --input bow models.
+    eod: documents' end-of-document id, before which the state is reset (charnn.documents)."""
     from charnn.data import batchify, get_chunk, num_chunks
 
     model.eval()
@@ -244,6 +247,8 @@ def evaluate_stepwise(model: RNNLM, ids, batch_size: int, seq_len: int = 256, co
                 rows, index = cond.chunk(B, i, T)
                 extra = stepper.input_gates(model.cond(rows))[index]   # (B, t, G)
             for j in range(blk.shape[1] - 1):
+                if eod is not None:
+                    stepper.reset(blk[:, j] == eod)
                 logits = stepper.step(blk[:, j].contiguous(), None if extra is None else extra[:, j])
                 total += F.cross_entropy(logits, blk[:, j + 1], reduction="sum")
             count += blk[:, 1:].numel()
