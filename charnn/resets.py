@@ -15,6 +15,11 @@ sequences (a PackedSequence):
 A segment that starts the chunk without a reset takes the stream's carried state; every other
 one starts from zeros. The outputs are put back in (B, t) order, and each stream's new state is
 its last segment's final state. Gradients flow as through the plain call.
+
+On the CPU a packed sequence runs PyTorch's own kernel, not oneDNN's fused one, and costs more
+per token; so when the resets fall on only a few steps of the chunk (long documents), the chunk
+is instead cut at those steps into at most MAX_PIECES plain calls, zeroing the state rows of the
+streams that reset between them.
 """
 
 from __future__ import annotations
@@ -24,10 +29,34 @@ from torch import nn
 from torch.nn.utils.rnn import PackedSequence
 
 
+MAX_PIECES = 4      # plain calls per chunk, at most, before packing the segments instead
+
+
 def run_with_resets(rnn: nn.RNNBase, x: torch.Tensor, state: tuple[torch.Tensor, ...],
                     resets: torch.Tensor) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
     """x (B, t, E), state (h,) or (h, c) each (layers, B, H), resets (B, t) bool: zero the
     state before step j of stream i where resets[i, j]. -> outputs (B, t, H), new state."""
+    steps = resets.any(0).nonzero().squeeze(1).tolist()         # steps where some stream resets
+    if len(steps) + (steps[:1] != [0]) <= MAX_PIECES:
+        return _run_in_pieces(rnn, x, state, resets, steps)
+    return _run_packed(rnn, x, state, resets)
+
+
+def _run_in_pieces(rnn, x, state, resets, steps):
+    """Plain fused calls between the steps where a reset falls."""
+    bounds = sorted({0, *steps, x.shape[1]})
+    outs = []
+    for a, b in zip(bounds, bounds[1:]):
+        keep = (~resets[:, a]).view(1, -1, 1)                    # (1, B, 1): zero where it resets
+        state = tuple(torch.where(keep, s, torch.zeros((), dtype=s.dtype, device=s.device)) for s in state)
+        out, state = rnn(x[:, a:b], state if len(state) == 2 else state[0])
+        state = state if isinstance(state, tuple) else (state,)
+        outs.append(out)
+    return torch.cat(outs, 1), state
+
+
+def _run_packed(rnn, x, state, resets):
+    """All segments as one PackedSequence (see the module's doc)."""
     B, t, E = x.shape
     order, batch_sizes, first, last, S = _segments(resets)
     flat_reset = resets.reshape(-1)

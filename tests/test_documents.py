@@ -217,3 +217,19 @@ def test_several_files_and_files_as_documents(tmp_path):
     (empty / "x.bin").write_bytes(b"\0\1\2")
     r = cli("train", str(empty))
     assert r.exit_code == 1 and r.stderr.startswith("error: ") and "no text files" in r.stderr
+
+
+def test_both_ways_of_running_resets_agree(monkeypatch):
+    """Few reset steps run as plain pieces, many as packed segments: the same numbers."""
+    from charnn import resets as R
+
+    torch.manual_seed(1)
+    model = RNNLM(ModelConfig(vocab_size=5, layers=2, hidden=8, embed_dim=4))
+    x = model.embed(torch.randint(0, 5, (3, 11)))
+    state = tuple(torch.randn(2, 3, 8) for _ in range(2))
+    for resets in (torch.rand(3, 11) < 0.4, torch.zeros(3, 11, dtype=torch.bool).index_fill_(1, torch.tensor([0, 6]), True)):
+        monkeypatch.setattr(R, "MAX_PIECES", 100)
+        a, sa = R.run_with_resets(model.rnn, x, state, resets)
+        monkeypatch.setattr(R, "MAX_PIECES", 0)
+        b, sb = R.run_with_resets(model.rnn, x, state, resets)
+        assert torch.allclose(a, b, atol=1e-6) and all(torch.allclose(p, q, atol=1e-6) for p, q in zip(sa, sb))
