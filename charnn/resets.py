@@ -28,7 +28,6 @@ import torch
 from torch import nn
 from torch.nn.utils.rnn import PackedSequence
 
-
 MAX_PIECES = 4      # plain calls per chunk, at most, before packing the segments instead
 
 

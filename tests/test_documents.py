@@ -227,7 +227,8 @@ def test_both_ways_of_running_resets_agree(monkeypatch):
     model = RNNLM(ModelConfig(vocab_size=5, layers=2, hidden=8, embed_dim=4))
     x = model.embed(torch.randint(0, 5, (3, 11)))
     state = tuple(torch.randn(2, 3, 8) for _ in range(2))
-    for resets in (torch.rand(3, 11) < 0.4, torch.zeros(3, 11, dtype=torch.bool).index_fill_(1, torch.tensor([0, 6]), True)):
+    two_steps = torch.zeros(3, 11, dtype=torch.bool).index_fill_(1, torch.tensor([0, 6]), True)
+    for resets in (torch.rand(3, 11) < 0.4, two_steps):
         monkeypatch.setattr(R, "MAX_PIECES", 100)
         a, sa = R.run_with_resets(model.rnn, x, state, resets)
         monkeypatch.setattr(R, "MAX_PIECES", 0)

@@ -100,7 +100,8 @@ def test_the_budget_planner_keeps_the_sources_architecture(tmp_path):
     r = cli("train", "new.txt", "--init-from", "checkpoints/old", "--time-budget", "20s", "--dry-run", "--json")
     assert r.exit_code == 0, r.stderr
     d = json.loads(r.stdout)
-    assert (d["model"]["layers"], d["model"]["hidden"], d["model"]["embed_dim"], d["model"]["cell"]) == (1, 40, 12, "rnn")
+    m = d["model"]
+    assert (m["layers"], m["hidden"], m["embed_dim"], m["cell"]) == (1, 40, 12, "rnn")
     assert d["why"][0].startswith("fine-tuning checkpoints/old")
 
 
@@ -109,7 +110,8 @@ def test_other_tokenizers_are_kept_and_docs_add_the_end_token(tmp_path, tokenize
     (tmp_path / "old.txt").write_text(OLD_TEXT)
     (tmp_path / "new.txt").write_text("unseen words arrive\nzebras quail\n" * 30)
     extra = ["--vocab-size", "300"] if tokenizer == "bpe" else []
-    assert cli("train", "old.txt", "--tokenizer", tokenizer, *extra, *TINY_MODEL, "--max-steps", "2", "-q").exit_code == 0
+    r = cli("train", "old.txt", "--tokenizer", tokenizer, *extra, *TINY_MODEL, "--max-steps", "2", "-q")
+    assert r.exit_code == 0, r.stderr
     r = cli("train", "new.txt", "--init-from", "checkpoints/old", "--docs", "lines", "--max-steps", "2",
             "--batch-size", "4", "--seq-len", "16", "--out", "ft")
     assert r.exit_code == 0, r.stderr

@@ -18,9 +18,10 @@ What carries over, and what may change:
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from charnn import checkpoint as ckpt_io
 from charnn.config import DataConfig, ModelConfig, cli_fields
