@@ -6,7 +6,8 @@ What carries over, and what may change:
     would change it is refused; --dropout and --freeze-embeddings may change, as may every
     training option (the --time-budget planner keeps the fixed sizes);
   - the tokenizer is the source run's. A char vocabulary grows by the characters the new text
-    adds, appended after every existing id; --docs adds the end-of-document id the same way.
+    adds, appended after every existing id; --docs adds the end-of-document id the same way (a
+    source trained on documents reads the new text as documents too, in its --docs mode);
     byte/word/bpe/unigram vocabularies stay as they are (unseen words map as they always do);
   - every id keeps its rows: the embedding row, the output row and bias (and a one-hot input
     column) of an old token are copied unchanged, so right after initialisation the model
@@ -83,9 +84,12 @@ def model_options(source: Source, model_given: dict[str, Any]) -> dict[str, Any]
 
 
 def data_options(source: Source, data_cfg: DataConfig) -> DataConfig:
-    """The new run's DataConfig: the source's tokenizer settings, the new text's --docs/--glob."""
+    """The new run's DataConfig: the source's tokenizer settings, the new text's --docs/--glob.
+    A source trained on documents makes the new text documents too, in its mode unless --docs
+    says another (its model begins and ends every text at the end-of-document token)."""
     old = ckpt_io.data_config(source.ckpt)
-    return dataclasses.replace(old, **{k: getattr(data_cfg, k) for k in NEW_TEXT})
+    new = dataclasses.replace(old, **{k: getattr(data_cfg, k) for k in NEW_TEXT})
+    return new if new.docs is not None else dataclasses.replace(new, docs=ckpt_io.docs_mode(source.ckpt))
 
 
 def tokenizer_for(source: Source, text_source, docs: str | None):

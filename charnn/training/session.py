@@ -231,6 +231,9 @@ class Session:
 
         cfg, m = self.data_cfg, self.model_given
         doc_sep = cfg.doc_sep.replace("\\n", "\n").replace("\\t", "\t") if cfg.doc_sep is not None else None
+        if self.data.docs and "bow" in (m.get("input"), self.source and self.source.model_cfg.input):
+            raise CharnnError("--docs and --input bow both cut the text into documents: choose one "
+                              "(--input bow reads documents between --doc-sep)", 2)
         # fine-tuning sets up the inputs as resuming does: the source's model and bag of words
         inp = setup_input(self.data, m.get("input"), cfg.vectors, m.get("embed_dim"),
                           bool(m.get("freeze_embeddings")), doc_sep, cfg.max_vocab, cfg.min_count,
