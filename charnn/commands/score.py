@@ -25,14 +25,14 @@ def register(app: typer.Typer) -> None:
 
 
 def score_cmd(
-    run: str = typer.Argument(..., help="Run folder or checkpoint."),
+    run: str = typer.Argument(..., metavar="RUN", help="Run folder or checkpoint."),
     file: Optional[str] = typer.Argument(None, metavar="[FILE|-]", help="Text to score.  [default: stdin]"),
     docs: str = Opt("lines", "--docs", metavar="lines|blank-lines|files",
                     help="What one text is: a line, a paragraph between blank lines, or the whole input."),
     tokens: bool = Opt(False, "--tokens", help="Add each token's log-probability (TSV: a column of "
                        "escaped token=logprob pairs before the text)."),
     json_out: bool = Opt(False, "--json", help="One JSON object per text instead of TSV."),
-    threads: int = Opt(1, help="CPU threads."),
+    threads: int = Opt(1, metavar="N", help="CPU threads."),
 ):
     import torch
 

@@ -101,7 +101,7 @@ def train_cmd(ctx: typer.Context, corpus: Optional[list[str]] = None, **options:
 train_cmd.__signature__ = inspect.Signature(
     [inspect.Parameter("ctx", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=typer.Context),
      inspect.Parameter("corpus", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=Optional[list[str]],
-                       default=typer.Argument(None, metavar="CORPUS...", show_default=False,
+                       default=typer.Argument(None, metavar="CORPUS", show_default=False,
                                               help="Text files, directories (read recursively), - for "
                                               "stdin, or a catalog name.  [default: lee]"))]
     + _config_parameters()
