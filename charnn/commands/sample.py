@@ -86,7 +86,7 @@ def sample_cmd(
                               "continuation (length-normalised, deterministic; 1 is greedy) instead of a "
                               "sample; --temp, --top-k and --top-p do not apply.  [default: off]"),
 ):
-    check_options(threads, beam, logprobs, json_out, docs, novel_only, prompts, prime, num_samples)
+    check_options(threads, beam, logprobs, json_out, docs, novel_only, prompts, prime, num_samples, device)
     texts = read_prompts(prompts) if prompts is not None else None
     if prime is None and texts is None and not sys.stdin.isatty():
         prime = sys.stdin.read()
@@ -102,10 +102,12 @@ def sample_cmd(
     return sample_stream(job, logprobs)
 
 
-def check_options(threads, beam, logprobs, json_out, docs, novel_only, prompts, prime, num_samples) -> None:
+def check_options(threads, beam, logprobs, json_out, docs, novel_only, prompts, prime, num_samples,
+                  device) -> None:
     from charnn.errors import CharnnError
 
     rules = [
+        ((docs is None and beam is None) or device == "cpu", "--docs and --beam run on the CPU (leave --device out)"),
         (threads >= 1, "--threads must be at least 1"),
         (beam is None or beam >= 1, "--beam must be at least 1"),
         (beam is None or docs is not None or num_samples <= beam,
