@@ -219,18 +219,26 @@ def test_several_files_and_files_as_documents(tmp_path):
     assert r.exit_code == 1 and r.stderr.startswith("error: ") and "no text files" in r.stderr
 
 
-def test_both_ways_of_running_resets_agree(monkeypatch):
-    """Few reset steps run as plain pieces, many as packed segments: the same numbers."""
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+def test_the_three_ways_of_running_resets_agree(cell):
+    """Plain pieces between reset steps, segments batched by length (the CPU's ways) and one
+    packed call (a GPU's): the same outputs, final states and gradients."""
     from charnn import resets as R
 
     torch.manual_seed(1)
-    model = RNNLM(ModelConfig(vocab_size=5, layers=2, hidden=8, embed_dim=4))
-    x = model.embed(torch.randint(0, 5, (3, 11)))
-    state = tuple(torch.randn(2, 3, 8) for _ in range(2))
+    model = RNNLM(ModelConfig(vocab_size=5, cell=cell, layers=2, hidden=8, embed_dim=4))
+    state = tuple(torch.randn_like(s) for s in model.init_state(3))
     two_steps = torch.zeros(3, 11, dtype=torch.bool).index_fill_(1, torch.tensor([0, 6]), True)
+    ways = [lambda x, r: R._run_in_pieces(model.rnn, x, state, r, r.any(0).nonzero().squeeze(1).tolist()),
+            lambda x, r: R._run_by_length(model.rnn, x, state, R.Segments(r)),
+            lambda x, r: R._run_packed(model.rnn, x, state, R.Segments(r))]
     for resets in (torch.rand(3, 11) < 0.4, two_steps):
-        monkeypatch.setattr(R, "MAX_PIECES", 100)
-        a, sa = R.run_with_resets(model.rnn, x, state, resets)
-        monkeypatch.setattr(R, "MAX_PIECES", 0)
-        b, sb = R.run_with_resets(model.rnn, x, state, resets)
-        assert torch.allclose(a, b, atol=1e-6) and all(torch.allclose(p, q, atol=1e-6) for p, q in zip(sa, sb))
+        got = []
+        for way in ways:
+            x = model.embed(torch.arange(33).remainder(5).view(3, 11)).detach().requires_grad_()
+            y, s = way(x, resets)
+            (y.square().sum() + s[-1].sum()).backward()
+            got.append((y, s, x.grad))
+        for y, s, g in got[1:]:
+            assert torch.allclose(y, got[0][0], atol=1e-6) and torch.allclose(g, got[0][2], atol=1e-6)
+            assert all(torch.allclose(p, q, atol=1e-6) for p, q in zip(s, got[0][1]))
