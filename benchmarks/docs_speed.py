@@ -23,9 +23,10 @@ import torch.nn.functional as F
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "benchmarks"))
+from machine_info import cpu_name  # noqa: E402
+
 from charnn.config import ModelConfig  # noqa: E402
 from charnn.model import RNNLM  # noqa: E402
-from machine_info import cpu_name  # noqa: E402
 
 V, B, T = 60, 32, 64
 CASES = [("plain", None), ("docs ~1000", 1000), ("docs ~100", 100), ("docs ~8 (names)", 8)]
