@@ -26,10 +26,12 @@ def train(corpus=None, out=None, callback=None, **options):
     """Train a model, as `charnn train` does, and return its summary (a dict: steps, val loss
     in nats/char and bits/char, run_dir, ...).
 
-    corpus: a text file, a catalog name ("lee"), or None for the built-in corpus. out: the run
+    corpus: a text file, a directory (read recursively), a catalog name ("lee"), a list of these,
+    or None for the built-in corpus. out: the run
     folder (default checkpoints/<corpus name>). options: any `charnn train` option by its
     field name, e.g. max_steps=500, time_budget="10m", hidden=256, cell="gru",
-    tokenizer="bpe" (charnn.ModelConfig, TrainConfig and DataConfig list them; with none of
+    tokenizer="bpe", docs="lines", init_from="checkpoints/lee" (fine-tuning) (charnn.ModelConfig,
+    TrainConfig and DataConfig list them; with none of
     max_steps/epochs/time_budget the budget is 5 minutes). callback: called with each progress
     event (a dict with an "event" key: start, step, eval, save, warning, done, ...).
     """
@@ -37,6 +39,7 @@ def train(corpus=None, out=None, callback=None, **options):
 
     from charnn.training import session
 
-    request = session.Request(corpus=None if corpus is None else str(corpus), given=options,
+    corpus = corpus if corpus is None or isinstance(corpus, (list, tuple)) else [corpus]
+    request = session.Request(corpus=None if corpus is None else [str(c) for c in corpus], given=options,
                               out=Path(out) if out is not None else None)
     return session.run(request, callback)

@@ -169,13 +169,19 @@ def check(ckpt: Any, path: Path | str = "the checkpoint") -> None:
         v = ckpt.get("corpus", {}).get(key)
         if v is not None and not isinstance(v, str):
             raise bad(f"its corpus {key} is not text")
+    for key in ("args", "files"):
+        v = ckpt.get("corpus", {}).get(key)
+        if v is not None and not (isinstance(v, list) and all(isinstance(x, str) for x in v)):
+            raise bad(f"its corpus {key} are not a list of file names")
     if "bow" in ckpt:
         _check_bow(ckpt["bow"], bad)
+    if "docs" in ckpt:
+        _check_docs(ckpt["docs"], bad)
 
 
 _ENTRY_TYPES = {"model_config": dict, "tokenizer": dict, "model": dict, "train_config": dict,
                 "optimizer": dict, "progress": dict, "state": (list, tuple), "rng": dict,
-                "history": list, "corpus": dict, "bow": dict}
+                "history": list, "corpus": dict, "bow": dict, "data_config": dict, "docs": dict}
 _COUNT = lambda v: _is_int(v) and v >= 0                           # noqa: E731
 _POSITIVE = lambda v: _is_number(v) and 0 < v < math.inf            # noqa: E731
 _PROGRESS = {"step": _COUNT, "epoch": _COUNT, "chunk": _COUNT, "lr_scale": _POSITIVE,
@@ -194,6 +200,18 @@ def _check_bow(bow: dict, bad: Callable[[str], CharnnError]) -> None:
     if not (bow.get("n_docs") is None or _is_int(bow["n_docs"])) or \
             not isinstance(bow.get("doc_sep", ""), str):
         raise bad("its bag-of-words settings are not numbers and text")
+
+
+def _check_docs(docs: dict, bad: Callable[[str], CharnnError]) -> None:
+    import torch
+
+    from charnn.documents import MODES
+
+    if docs.get("mode") not in MODES:
+        raise bad(f"its documents mode is {_show(docs.get('mode'))}")
+    fps = docs.get("fingerprints")
+    if fps is not None and not (isinstance(fps, torch.Tensor) and fps.dtype == torch.int64 and fps.dim() == 1):
+        raise bad("its document fingerprints are not a list of 64-bit numbers")
 
 
 def _show(v: Any, limit: int = 60) -> str:
@@ -218,6 +236,20 @@ def configs(ckpt: dict[str, Any]):
     train_cfg = _config(TrainConfig, ckpt["train_config"], "training configuration") \
         if "train_config" in ckpt else None
     return model_cfg, train_cfg
+
+
+def data_config(ckpt: dict[str, Any]):
+    """The checkpoint's DataConfig (older checkpoints hold none: the tokenizer's name, the rest
+    defaults), each field checked for its type."""
+    from charnn.config import DataConfig
+
+    return _config(DataConfig, {**ckpt.get("data_config", {}), "tokenizer": ckpt["tokenizer"]["name"]},
+                   "data configuration")
+
+
+def docs_mode(ckpt: dict[str, Any]) -> str | None:
+    """How the run read its corpus as documents (charnn.documents.MODES), or None."""
+    return ckpt.get("docs", {}).get("mode")
 
 
 _FIELD_TYPES = {"int": (int,), "float": (int, float), "str": (str,), "bool": (bool,),
@@ -310,6 +342,9 @@ def build_model(ckpt: dict[str, Any]):
         if not (v.is_floating_point() and bool(torch.isfinite(v).all())):
             raise CharnnError(f"the checkpoint's weights are damaged: {k} is "
                               f"{'not finite' if v.is_floating_point() else v.dtype}")
+    if docs_mode(ckpt) and tok.eod_id is None:
+        raise CharnnError("the checkpoint is damaged: it was trained on documents, but its tokenizer "
+                          "has no end-of-document token")
     if cfg.input == "bow" and len(ckpt.get("bow", {}).get("words", [])) != cfg.bow_dim:
         raise CharnnError("the checkpoint is damaged: its bag-of-words vocabulary does not fit its model")
     try:

@@ -11,7 +11,7 @@ import sys
 
 import typer
 
-from charnn.commands import corpus, embed, evaluate, export, info, inspect, sample, serve, tokenize, train
+from charnn.commands import corpus, embed, evaluate, export, info, inspect, sample, score, serve, tokenize, train
 from charnn.commands.guard import CharnnGroup, silence_stdout
 
 app = typer.Typer(
@@ -28,7 +28,7 @@ app = typer.Typer(
 )
 
 
-for _module in (train, sample, evaluate, info, inspect, corpus, embed, tokenize, serve, export):
+for _module in (train, sample, score, evaluate, info, inspect, corpus, embed, tokenize, serve, export):
     _module.register(app)
 
 

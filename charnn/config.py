@@ -114,6 +114,11 @@ class TrainConfig(_Dict):
                          metavar="DEVICE")
     amp: bool = option(True, "bf16 autocast on CUDA.", flag="--amp/--no-amp", shown="on", resume=MAY_CHANGE)
     seed: int = option(1337, "Random seed; a CPU run with a seed repeats bit for bit.")
+    init_from: Optional[str] = option(
+        None, "Fine-tune: start from the weights of this run (folder or checkpoint) on the new "
+        "text, with a fresh optimizer and schedule in a run folder of its own; the architecture "
+        "and tokenizer are the run's (new characters get new rows).", shown="none (from scratch)",
+        resume=AT_START, metavar="RUN")
 
     def __post_init__(self):
         checks = [
@@ -153,10 +158,20 @@ class DataConfig(_Dict):
                                     "--embed-dim.", resume=AT_START, metavar="PATH")
     doc_sep: Optional[str] = option(None, "--input bow: the text between documents (\\n escapes "
                                     "allowed).", shown="a blank line", resume=AT_START, escapes=True)
+    docs: Optional[str] = option(None, "Train on separate documents: lines (one per line), blank-lines "
+                                 "(separated by blank lines) or files (one per file). An end-of-"
+                                 "document token is learned and the state is reset at each "
+                                 "document.", shown="off (one continuous text)",
+                                 metavar="lines|blank-lines|files")
+    glob: Optional[str] = option(None, "With a directory as CORPUS: read only the files whose path "
+                                 "inside it matches this pattern (e.g. '*.txt').", shown="every text file",
+                                 metavar="PATTERN")
 
     def __post_init__(self):
         from charnn.data import check_encoding
+        from charnn.documents import check_mode
 
+        check_mode(self.docs)
         object.__setattr__(self, "encoding", check_encoding(self.encoding))   # one name per codec
         for name in ("vocab_size", "min_count", "max_vocab"):
             v = getattr(self, name)

@@ -136,3 +136,80 @@ def resolve(arg: str, progress: Progress | None = None) -> Path:
     if arg in CATALOG:
         return get(arg, progress=progress)
     raise CharnnError(f"{arg}: no such file, and no corpus of that name (see `charnn corpus list`)")
+
+
+# ----------------------------------------------------------------------------------------------
+# Many files: `charnn train corpus/ more.txt --glob '*.md'`
+
+SNIFF_BYTES = 1 << 16     # a file whose first 64 KiB hold a NUL byte or no UTF-8 is not text
+
+
+@dataclass
+class Files:
+    """What corpus arguments came to: the text files to read, in order, and the files of the
+    directories that were passed over for not being text."""
+
+    files: list[Path]
+    skipped: list[Path]
+
+
+def resolve_all(args: list[str], glob: str | None = None, progress: Progress | None = None) -> Files:
+    """Corpus arguments -> files. A directory is read recursively in sorted order (hidden files
+    and folders left out; with `glob`, only the files whose path inside it matches, as in
+    fnmatch: '*.txt' matches at any depth); its non-text files are skipped and counted. A file
+    named on its own is read whatever it holds (its errors name it)."""
+    if not args:
+        raise CharnnError("no corpus given", 2)
+    if "-" in args and len(args) > 1:
+        raise CharnnError("standard input (-) cannot be read together with other files", 2)
+    if glob is not None and not any(a != "-" and Path(a).is_dir() for a in args):
+        raise CharnnError(f"--glob {glob} picks files inside a directory: give one as the corpus", 2)
+    out = Files([], [])
+    for arg in args:
+        if arg != "-" and Path(arg).is_dir():
+            found = _walk(Path(arg), glob, out.skipped)
+            if not found:
+                raise CharnnError(f"{arg}: no text files in this directory"
+                                  + (f" match --glob {glob}" if glob else ""))
+            out.files += found
+        else:
+            out.files.append(resolve(arg, progress))
+    unique: dict[Path, Path] = {}      # a file named twice is read once, where it first came
+    for f in out.files:
+        unique.setdefault(f.resolve(), f)
+    out.files = list(unique.values())
+    return out
+
+
+def _walk(root: Path, glob: str | None, skipped: list[Path]) -> list[Path]:
+    import fnmatch
+
+    found = []
+    for d, dirs, names in os.walk(root):
+        dirs[:] = sorted(x for x in dirs if not x.startswith("."))
+        for name in sorted(names):
+            path = Path(d) / name
+            rel = path.relative_to(root).as_posix()
+            if name.startswith(".") or (glob is not None and not fnmatch.fnmatch(rel, glob)):
+                continue
+            if not path.is_file():
+                continue
+            (found if is_text(path) else skipped).append(path)
+    return found
+
+
+def is_text(path: Path) -> bool:
+    """The file's start holds no NUL byte and decodes as UTF-8 (a character cut at the end of
+    the sniffed block is fine)."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(SNIFF_BYTES)
+    except OSError:
+        return False
+    if b"\0" in head:
+        return False
+    try:
+        head.decode("utf-8")
+    except UnicodeDecodeError as e:
+        return e.start >= len(head) - 3 and e.reason == "unexpected end of data"
+    return True

@@ -1,7 +1,8 @@
 """From text on disk to batches of token ids.
 
-    text file / stdin / catalog name
+    text file(s) / stdin / catalog name                    CorpusText: files in order, documents?
       -> chunks of str (validated UTF-8; errors name the file and byte offset)
+      -> with --docs: documents, each framed by the end-of-document id (charnn.documents)
       -> tokenizer fit + encode, cached on disk as a raw id file keyed by content hash and
          tokenizer, memory-mapped (a second run skips encoding; RAM stays flat in corpus size)
       -> split: train = first (1 - val_frac), val = the rest (nanoGPT's convention)
@@ -29,6 +30,7 @@ from charnn.tokenizers import Tokenizer, get_tokenizer_class, tokenizer_from_dic
 
 CHUNK_BYTES = 1 << 22  # 4 MiB of text per encode call: large enough for numpy, small for RAM
 CACHE_VERSION = 1
+FLUSH_TOKENS = 1 << 20   # document ids are gathered into writes of about this many
 
 
 def cache_dir() -> Path:
@@ -134,6 +136,58 @@ def spool_stdin() -> Path:
     return pending.target
 
 
+@dataclass(frozen=True)
+class CorpusText:
+    """The text a run reads: files in order, as one text (a line break between two files where
+    the first lacks one), or with `docs` as documents (charnn.documents.MODES)."""
+
+    files: tuple[Path, ...]
+    docs: str | None = None
+    encoding: str = "utf-8"           # a codec name, canonical (check_encoding)
+
+    def __post_init__(self):
+        object.__setattr__(self, "encoding", check_encoding(self.encoding))
+
+    @classmethod
+    def of(cls, corpus: Path | str | CorpusText, encoding: str = "utf-8") -> CorpusText:
+        return corpus if isinstance(corpus, CorpusText) else cls((Path(corpus),), encoding=encoding)
+
+    @property
+    def name(self) -> str:
+        """For messages: the file, or the first file and how many more."""
+        more = len(self.files) - 1
+        return str(self.files[0]) + (f" (and {more} more file{'s' * (more > 1)})" if more else "")
+
+    def digest(self) -> str:
+        """The contents' sha256: a single file's own, or a hash of the files' hashes in order."""
+        if len(self.files) == 1:
+            return file_digest(self.files[0])
+        h = hashlib.sha256(b"charnn-files-v1\n")
+        for f in self.files:
+            h.update(file_digest(f).encode() + b"\n")
+        return h.hexdigest()
+
+    def chunks(self) -> Iterator[str]:
+        """The files as one text, in str chunks."""
+        last = "\n"
+        for f in self.files:
+            if not last.endswith("\n"):
+                yield "\n"
+            for last in iter_text(f, encoding=self.encoding):
+                yield last
+
+    def documents(self) -> Iterator[str]:
+        from charnn import documents
+
+        for f in self.files:
+            text = iter_text(f, encoding=self.encoding)
+            yield from documents.whole(text) if self.docs == "files" else documents.split(text, self.docs)
+
+    def source(self):
+        """A restartable text source (tokenizers.base.TextSource) for fitting a tokenizer."""
+        return self.documents if self.docs else self.chunks
+
+
 # ----------------------------------------------------------------------------------------------
 # Encoding with an on-disk cache
 
@@ -169,35 +223,42 @@ def _id_dtype(vocab_size: int) -> np.dtype:
 
 @dataclass
 class EncodedCorpus:
-    """A corpus seen through one tokenizer: ids is a read-only memmap of shape (N,)."""
+    """A corpus seen through one tokenizer: ids is a read-only memmap of shape (N,).
+    fingerprints: with documents, each document's fingerprint (charnn.documents), sorted."""
 
     path: Path
     tokenizer: Tokenizer
     ids: np.ndarray
     digest: str
     from_cache: bool
+    fingerprints: np.ndarray | None = None
 
 
 def encode_corpus(
-    path: Path,
+    path: Path | CorpusText,
     tokenizer_name: str = "char",
     fit_options: dict[str, Any] | None = None,
     tokenizer: Tokenizer | None = None,
     encoding: str = "utf-8",
 ) -> EncodedCorpus:
-    """Fit (unless `tokenizer` is given) and encode the file (decoded from `encoding`), through
-    the on-disk cache."""
-    path = Path(path)
-    if not path.exists():
-        raise CharnnError(f"{path}: no such file")
-    if path.is_dir():
-        raise CharnnError(f"{path} is a directory, not a text file")
+    """Fit (unless `tokenizer` is given) and encode the file(s), decoded from `encoding` (or the
+    CorpusText's own), through the on-disk cache. With documents the tokenizer gains an
+    end-of-document id if it has none."""
+    corpus = CorpusText.of(path, encoding)
+    for f in corpus.files:
+        if not f.exists():
+            raise CharnnError(f"{f}: no such file")
+        if f.is_dir():
+            raise CharnnError(f"{f} is a directory, not a text file")
+    path = corpus.files[0]
     fit_options = dict(fit_options or {})
-    digest = file_digest(path)
+    digest = corpus.digest()
     spec = {"v": CACHE_VERSION, "corpus": digest, "tokenizer": tokenizer_name, "options": fit_options}
-    encoding = check_encoding(encoding)
-    if encoding != "utf-8":
-        spec["encoding"] = encoding       # utf-8 keys stay as they were: old caches stay valid
+    if corpus.encoding != "utf-8":
+        spec["encoding"] = corpus.encoding     # utf-8 keys stay as they were: old caches stay valid
+    if corpus.docs:
+        spec["docs"] = corpus.docs
+        tokenizer = tokenizer.with_eod() if tokenizer is not None else None
     if tokenizer is not None:
         spec["fixed"] = hashlib.sha256(json.dumps(tokenizer.to_dict(), sort_keys=True,
                                                   default=repr).encode()).hexdigest()
@@ -205,37 +266,75 @@ def encode_corpus(
     d = cache_dir() / "encoded"
     meta_path, ids_path = d / f"{key}.json", d / f"{key}.ids"
 
+    fp_path = d / f"{key}.fp"
     meta = _read_meta(meta_path)
-    if meta is not None and ids_path.exists():
+    if meta is not None and ids_path.exists() and (not corpus.docs or fp_path.exists()):
         tok = tokenizer or tokenizer_from_dict(meta["tokenizer"])
         n = int(meta["length"])
         ids = np.memmap(ids_path, dtype=np.dtype(meta["dtype"]), mode="r", shape=(n,)) if n else \
             np.zeros(0, dtype=np.dtype(meta["dtype"]))
-        return EncodedCorpus(path, tok, ids, digest, True)
+        fps = np.fromfile(fp_path, dtype=np.int64) if corpus.docs else None
+        return EncodedCorpus(path, tok, ids, digest, True, fps)
 
-    source = lambda: iter_text(path, encoding=encoding)  # noqa: E731  (restartable: a fresh pass each call)
+    source = corpus.source()          # restartable: a fresh pass each call
     if tokenizer is None:
         if _is_blank(source):
-            raise CharnnError(f"{path}: the corpus is empty or holds only whitespace")
+            raise CharnnError(f"{corpus.name}: the corpus is empty or holds only whitespace"
+                              + (" (no documents)" if corpus.docs else ""))
         tokenizer = get_tokenizer_class(tokenizer_name).fit(source, **fit_options)
+        tokenizer = tokenizer.with_eod() if corpus.docs else tokenizer
     dtype = _id_dtype(tokenizer.vocab_size)
     d.mkdir(parents=True, exist_ok=True)
-    n = 0
+    n, fps = 0, None
     try:
         with atomic.atomic_file(ids_path) as out:     # a full disk leaves no half-written entry
-            for ids in tokenizer.encode_chunks(source):
+            blocks = _DocumentIds(tokenizer, corpus) if corpus.docs else tokenizer.encode_chunks(source)
+            for ids in blocks:
                 out.write(ids.astype(dtype, copy=False).tobytes())
                 n += len(ids)
+            if corpus.docs:
+                fps = blocks.fingerprints
+                atomic.write_bytes(fp_path, fps.tobytes())
     except CharnnError as e:
         if str(path) not in str(e):
             # e.g. a character the model's vocabulary lacks: say which file holds it
-            raise CharnnError(f"{path}: {e}", e.code) from None
+            raise CharnnError(f"{corpus.name}: {e}", e.code) from None
         raise
     atomic.write_text(meta_path, json.dumps(
         {"length": n, "dtype": dtype.str, "tokenizer": tokenizer.to_dict(), "corpus": str(path)},
         default=_json_bytes))
     ids = np.memmap(ids_path, dtype=dtype, mode="r", shape=(n,)) if n else np.zeros(0, dtype)
-    return EncodedCorpus(path, tokenizer, ids, digest, False)
+    return EncodedCorpus(path, tokenizer, ids, digest, False, fps)
+
+
+class _DocumentIds:
+    """Iterate the corpus's documents as id blocks framed by the end-of-document id
+    (EOD d1 EOD d2 ... EOD), FLUSH_TOKENS at a time; then .fingerprints holds the documents'."""
+
+    def __init__(self, tokenizer: Tokenizer, corpus: CorpusText):
+        self.tokenizer, self.corpus = tokenizer, corpus
+        self.fingerprints = np.zeros(0, dtype=np.int64)
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        from charnn.documents import fingerprint
+
+        eod = np.array([self.tokenizer.eod_id], dtype=np.int64)
+        block, size, fps = [eod], 1, []
+        for doc in self.corpus.documents():
+            ids = self.tokenizer.encode(doc)
+            if len(ids) == 0:
+                continue
+            fps.append(fingerprint(ids))
+            block += [ids, eod]
+            size += len(ids) + 1
+            if size >= FLUSH_TOKENS:
+                yield np.concatenate(block)
+                block, size = [], 0
+        if not fps:
+            raise CharnnError(f"{self.corpus.name}: no documents (--docs {self.corpus.docs}) in the corpus")
+        if block:
+            yield np.concatenate(block)
+        self.fingerprints = np.unique(np.asarray(fps, dtype=np.int64))
 
 
 def encode_known(path: Path, tokenizer: Tokenizer, encoding: str = "utf-8") -> tuple[np.ndarray, dict[str, int]]:

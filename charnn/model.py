@@ -92,12 +92,21 @@ class RNNLM(nn.Module):
         return self.drop(x)
 
     def forward(self, ids: torch.Tensor, state: State | None = None,
-                cond: torch.Tensor | None = None) -> tuple[torch.Tensor, State]:
-        """ids (B, T) int64, state from init_state or a previous call -> logits (B, T, V), state."""
+                cond: torch.Tensor | None = None,
+                resets: torch.Tensor | None = None) -> tuple[torch.Tensor, State]:
+        """ids (B, T) int64, state from init_state or a previous call -> logits (B, T, V), state.
+        resets (B, T) bool: the state is zeroed before these steps (document starts), still
+        in one fused call (charnn.resets)."""
         x = self.inputs(ids, cond)                                  # (B, T, E)
-        if state is not None:
-            state = state if self.cfg.cell == "lstm" else state[0]
-        out, new_state = self.rnn(x, state)                         # (B, T, H)
+        if resets is not None and bool(resets.any()):
+            from charnn.resets import run_with_resets
+
+            state = state if state is not None else self.init_state(ids.shape[0], ids.device)
+            out, new_state = run_with_resets(self.rnn, x, state, resets)   # (B, T, H)
+        else:
+            if state is not None:
+                state = state if self.cfg.cell == "lstm" else state[0]
+            out, new_state = self.rnn(x, state)                     # (B, T, H)
         out = self.drop(out)
         if self.proj is not None:
             out = self.proj(out)                                    # (B, T, E)

@@ -85,6 +85,15 @@ class Run:
         return {"loss": loss, "tokens": n, "nats_per_char": nats_char, "bits_per_char": nats_char / LN2,
                 "perplexity": math.exp(min(loss, 50.0))}
 
+    def score_lines(self, texts, tokens: bool = False) -> Iterator[dict[str, Any]]:
+        """Each text scored whole, its end included, as `charnn score` does (charnn.scoring):
+        a dict per text with logprob (nats), tokens, chars, bits_per_char, perplexity."""
+        from charnn.scoring import Scorer
+
+        scorer = Scorer(self.model, self.tokenizer, self.ckpt)
+        for text in texts:
+            yield scorer.score(text, tokens).to_dict()
+
     def topic(self, words: str | None):
         """The conditioning vector of an --input bow model ((1, bow_dim); None for others)."""
         from charnn.representations.bow import topic_cond

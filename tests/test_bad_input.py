@@ -97,7 +97,7 @@ CKPT_DAMAGE = [
 CASES = [
     # the corpus
     ("missing file", ["train", "missing.txt"], 1, r"missing\.txt: no such file"),
-    ("a directory as the corpus", ["train", "{w}/notarun"], 1, r"notarun is a directory, not a text file"),
+    ("a directory as the corpus", ["train", "{w}/notarun"], 1, r"notarun: no text files in this directory"),
     ("empty corpus", ["train", "{w}/empty.txt"], 1, r"empty\.txt: the corpus is empty or holds only whitespace"),
     ("whitespace-only corpus", ["train", "{w}/blank.txt"], 1, r"blank\.txt: the corpus is empty or holds only whitespace"),
     ("non-UTF-8 bytes", ["train", "{w}/latin1.txt"], 1, r"latin1\.txt: not valid UTF-8 at byte offset 7; if the text is in another encoding, say which with --encoding \(e\.g\. --encoding latin-1\)$"),

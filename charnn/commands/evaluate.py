@@ -44,11 +44,14 @@ def eval_cmd(
         raise CharnnError(f"--unknown {unknown}: choose error or skip", 2)
     quantize = q.check(quantize, "cpu")
     path, ckpt, model, tok = load_model(checkpoint)
-    ids, skipped = _read(Path(corpora.resolve(file)), tok, encoding, unknown)
+    from charnn.checkpoint import docs_mode
+
+    docs = docs_mode(ckpt)      # a document model reads the text as its documents
+    ids, skipped = _read(Path(corpora.resolve(file)), tok, encoding, unknown, docs)
     if len(ids) < 2:
         raise CharnnError(f"{file} is too short to score (it needs at least 2 tokens)")
     res = {"checkpoint": str(path), "file": str(file),
-           **score_ids(model, ckpt, tok, ids, batch_size, seq_len, quantize),
+           **score_ids(model, ckpt, tok, ids, batch_size, seq_len, quantize, eod=tok.eod_id if docs else None),
            "skipped_chars": sum(skipped.values()), "skipped": skipped}
     if skipped:
         shown = ", ".join(f"{c!r} x{n}" for c, n in sorted(skipped.items(), key=lambda kv: -kv[1])[:8])
@@ -63,10 +66,13 @@ def eval_cmd(
             f"({res['tokens']:,} tokens scored)\n")
 
 
-def _read(path: Path, tok, encoding: str, unknown: str):
+def _read(path: Path, tok, encoding: str, unknown: str, docs: str | None):
     """The file's ids, and the characters left out ({} unless --unknown skip)."""
-    from charnn.data import encode_corpus, encode_known
+    from charnn.data import CorpusText, encode_corpus, encode_known
 
-    if unknown == "skip":
+    if unknown == "skip" and not docs:
         return encode_known(path, tok, encoding)
-    return encode_corpus(path, tok.name, tokenizer=tok, encoding=encoding).ids, {}
+    if unknown == "skip":
+        raise CharnnError("--unknown skip reads the text as one stream; a document model's text is read "
+                          "as documents: leave --unknown out", 2)
+    return encode_corpus(CorpusText((path,), docs, encoding), tok.name, tokenizer=tok).ids, {}

@@ -61,6 +61,7 @@ def describe(run) -> dict[str, Any]:
     progress = ckpt.get("progress", {})
     cpt = float(progress.get("chars_per_token", 1.0)) or 1.0
     best = progress.get("best_val")
+    docs = ckpt.get("docs", {})
     return {
         "checkpoint": str(run.path),
         "format_version": ckpt.get("version"),
@@ -75,6 +76,7 @@ def describe(run) -> dict[str, Any]:
         "best_val_loss": best,
         "best_val_bpc": best / cpt / math.log(2) if isinstance(best, float) and math.isfinite(best) else None,
         "corpus": ckpt.get("corpus", {}),
+        "documents": {"mode": docs["mode"], "fingerprints": len(docs.get("fingerprints", []))} if docs else None,
         "history": [h for h in ckpt.get("history", []) if isinstance(h, dict)],
     }
 
@@ -95,7 +97,13 @@ def show(run) -> None:
     if info["best_val_bpc"] is not None:
         w(f"best val     {best:.4f} nats/token, {info['best_val_bpc']:.4f} bits/char\n")
     if info["corpus"].get("path"):
-        w(f"corpus       {info['corpus']['path']}\n")
+        files = info["corpus"].get("files") or []
+        more = f" and {len(files) - 1:,} more files" if len(files) > 1 else ""
+        w(f"corpus       {info['corpus']['path']}{more}\n")
+    if info["documents"]:
+        w(f"documents    {info['documents']['mode']}, each ending in an end-of-document token\n")
+    if info["train"].get("init_from"):
+        w(f"fine-tuned   from {info['train']['init_from']}\n")
     w("\n" + text_curve(run, info["history"]) + "\n")
 
 

@@ -31,7 +31,7 @@ def in_session(fn):
     return wrapper
 
 
-def launch(ctx: typer.Context, nproc: int, corpus: Optional[str], out: Optional[Path],
+def launch(ctx: typer.Context, nproc: int, corpus: Optional[list[str]], out: Optional[Path],
            resume: Optional[Path], batch_size: Optional[int], quiet: bool,
            started: float) -> Optional[int]:
     """`--nproc N`: start this same command on N ranks through torch.distributed.run and return
@@ -48,16 +48,18 @@ def launch(ctx: typer.Context, nproc: int, corpus: Optional[str], out: Optional[
         return None
     if batch_size is not None:
         distributed.Group(0, nproc).check_batch(batch_size)
-    replace: dict[str, Optional[str]] = {}
-    if corpus == "-":
+    replace: dict[str, Optional[str] | list[str]] = {}
+    if corpus == ["-"]:
         from charnn.data import spool_stdin
 
-        replace["corpus"] = str(spool_stdin())       # the ranks cannot all read one stdin
+        replace["corpus"] = [str(spool_stdin())]     # the ranks cannot all read one stdin
         if out is None and resume is None:
             replace["out"] = str(Path("checkpoints") / "stdin")
-    elif corpus is not None or resume is None:
-        with DownloadBar(quiet) as bar:
-            corpora.resolve(corpus or corpora.DEFAULT_CORPUS, progress=bar)
+    elif corpus or resume is None:
+        with DownloadBar(quiet) as bar:       # catalog names are downloaded once, here
+            for arg in corpus or [corpora.DEFAULT_CORPUS]:
+                if not Path(arg).exists():
+                    corpora.resolve(arg, progress=bar)
     os.environ["CHARNN_LAUNCHED_AT"] = repr(started)     # the ranks inherit it
     return launcher.launch(nproc, ["train", *command_line(ctx, replace, drop=("nproc",))])
 
@@ -78,8 +80,8 @@ def command_line(ctx: typer.Context, replace: dict[str, Optional[str]], drop=())
         else:
             continue
         if p.param_type_name == "argument":
-            text = str(value)
-            args.append(os.path.join(".", text) if text.startswith("-") and text != "-" else text)
+            for text in map(str, value if isinstance(value, (list, tuple)) else [value]):
+                args.append(os.path.join(".", text) if text.startswith("-") and text != "-" else text)
             continue
         name = next((o for o in p.opts if o.startswith("--")), p.opts[0])
         if p.is_flag:

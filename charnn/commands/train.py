@@ -23,9 +23,11 @@ from charnn.config import DataConfig, ModelConfig, TrainConfig, cli_fields
 from charnn.errors import CharnnError
 
 Opt = typer.Option
-HELP = ("Train an LSTM/GRU/RNN language model on CORPUS: a text file, - for stdin, or a catalog "
-        "name (default: lee, which ships with gensim).\n\n"
+HELP = ("Train an LSTM/GRU/RNN language model on CORPUS: text files, directories (read "
+        "recursively), - for stdin, or a catalog name (default: lee, which ships with gensim).\n\n"
         "Example: charnn train corpus.txt --time-budget 10m\n\n"
+        "Fine-tune a trained run on new text: charnn train names.txt --docs lines --init-from "
+        "checkpoints/lee --out checkpoints/names\n\n"
         "Several processes (data-parallel): charnn train corpus.txt --nproc 2, or "
         "torchrun --nproc-per-node 2 -m charnn train corpus.txt")
 CONFIGS = (ModelConfig, TrainConfig, DataConfig)
@@ -81,7 +83,7 @@ def _show(value: Any) -> str:
         if isinstance(value, float) else str(value)
 
 
-def train_cmd(ctx: typer.Context, corpus: Optional[str] = None, **options: Any):
+def train_cmd(ctx: typer.Context, corpus: Optional[list[str]] = None, **options: Any):
     started = time.time()
     from charnn.training.distributed import launched
 
@@ -101,14 +103,15 @@ def train_cmd(ctx: typer.Context, corpus: Optional[str] = None, **options: Any):
 
 train_cmd.__signature__ = inspect.Signature(
     [inspect.Parameter("ctx", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=typer.Context),
-     inspect.Parameter("corpus", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=Optional[str],
+     inspect.Parameter("corpus", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=Optional[list[str]],
                        default=typer.Argument(None, metavar="CORPUS", show_default=False,
-                                              help="Text file, - for stdin, or catalog name.  [default: lee]"))]
+                                              help="Text files, directories (read recursively), - for "
+                                              "stdin, or a catalog name.  [default: lee]"))]
     + _config_parameters()
     + [inspect.Parameter(n, inspect.Parameter.KEYWORD_ONLY, default=o, annotation=a) for n, a, o in OWN])
 
 
-def _train(corpus: str | None, options: dict[str, Any], own: dict[str, Any], started: float) -> None:
+def _train(corpus: list[str] | None, options: dict[str, Any], own: dict[str, Any], started: float) -> None:
     from charnn.commands.common import write_json
     from charnn.commands.progress import DownloadBar, TrainReporter
     from charnn.training import session
@@ -118,7 +121,7 @@ def _train(corpus: str | None, options: dict[str, Any], own: dict[str, Any], sta
     quiet = own["quiet"] or not group.is_main
     json_out = own["json_out"] and group.is_main
     reporter = TrainReporter(quiet=quiet)
-    request = session.Request(corpus=corpus, given=options, out=own["out"], resume=own["resume"],
+    request = session.Request(corpus=list(corpus or []) or None, given=options, out=own["out"], resume=own["resume"],
                               force=own["force"], dry_run=own["dry_run"])
     try:
         with DownloadBar(quiet) as bar:

@@ -9,7 +9,7 @@ the same Stepper arithmetic that sampling uses.
 from __future__ import annotations
 
 import secrets
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -144,47 +144,81 @@ def encode_prime(tokenizer: Tokenizer, prime: str) -> list[int]:
         raise CharnnError(f"the prime text has {e}") from None
 
 
+def start_ids(tokenizer: Tokenizer, prime: str) -> list[int]:
+    """What a stream reads before its first draw: a document model's end-of-document id (a
+    document starts there) and the prime; otherwise the prime, or a line break when there is
+    none (start as if after one, without printing it)."""
+    ids = encode_prime(tokenizer, prime) if prime else []
+    if tokenizer.eod_id is not None:
+        return [tokenizer.eod_id, *ids]
+    nl = tokenizer.id_of("\n") if not ids else None
+    return ids or ([nl] if nl is not None else [])
+
+
+def read_primes(model: RNNLM, stepper: Stepper, primes: list[list[int]], cond=None,
+                device: torch.device = torch.device("cpu")) -> torch.Tensor:
+    """Stream i reads primes[i] from the zero state; -> the logits of its first draw (N, V).
+    One prime for all (the common case): up to SHORT_PRIME tokens are stepped (cheaper than
+    the fused kernel's set-up on a first call, and in int8 too), a longer one runs fused. Several
+    (--prompts): each distinct prime runs fused once, its state copied to its streams."""
+    N, V = len(primes), model.cfg.vocab_size
+    stepper.load_state(model.init_state(N, device=device))
+    logits = torch.zeros(N, V, device=device)            # no prime: a uniform first draw
+    distinct = {tuple(p) for p in primes}
+    if len(distinct) == 1 and 0 < len(primes[0]) <= SHORT_PRIME:
+        for i in primes[0]:
+            logits = stepper.step(torch.full((N,), i, dtype=torch.long, device=device))
+        return logits
+    for prime in distinct:
+        if not prime:
+            continue
+        rows = torch.tensor([i for i, p in enumerate(primes) if tuple(p) == prime], device=device)
+        with torch.no_grad():
+            ids = torch.tensor(prime, device=device).unsqueeze(0)                         # (1, P)
+            out, state = model(ids, model.init_state(1, device=device), None if cond is None else cond[:1])
+        stepper.load_rows(rows, state)
+        logits[rows] = out[:, -1].float()                                                 # (k, V)
+    return logits
+
+
 def generate(model: RNNLM, tokenizer: Tokenizer, cfg: SampleConfig,
              cond: torch.Tensor | None = None, device: str | torch.device = "cpu",
-             quantize: str = "none") -> Iterator[list[str]]:
+             quantize: str = "none", primes: list[str] | None = None, eod_text: str = "\n",
+             observe: Callable[[torch.Tensor, torch.Tensor, list[bool]], None] | None = None
+             ) -> Iterator[list[str]]:
     """Yield, per step, the new text of each of the cfg.num_samples streams (a list of str).
 
     The prime itself is not yielded; the caller prints it. Streams that reached --stop yield "".
-    A prime of up to SHORT_PRIME tokens is read by the Stepper (in int8 too with quantize="int8");
-    a longer one by the fused model in fp32, which reads a long text many times faster.
+    primes: one prime per stream instead (--prompts; stream i draws with seed + i). A document
+    model (charnn.documents) starts each stream at a document's start; when a stream draws the
+    end of a document, `eod_text` stands for it and the next document starts from the zero
+    state. observe(logits (N, V), ids (N,), done): called at each draw (--logprobs); done[i]:
+    stream i had already stopped (--stop) before it.
     """
     model.eval()
-    N = cfg.num_samples
+    texts = primes if primes is not None else [cfg.prime] * cfg.num_samples
+    N, eod = len(texts), tokenizer.eod_id
     device = torch.device(device)
     picker = Picker(N, tokenizer.vocab_size, cfg.temperature, cfg.top_k, cfg.top_p, cfg.seed)
-    prime_ids = encode_prime(tokenizer, cfg.prime) if cfg.prime else []
-    if not prime_ids:
-        nl = tokenizer.id_of("\n")   # start as if after a line break, without printing it
-        prime_ids = [nl] if nl is not None else []
+    prime_ids = [start_ids(tokenizer, t) for t in texts]
     if cond is not None and cond.shape[0] != N:
         cond = cond.expand(N, -1)
     stepper = Stepper(model, N, cond, quantize)
-    state = model.init_state(N, device=device)
-    stepper.load_state(state)
-    logits = torch.zeros(N, tokenizer.vocab_size, device=device)   # no prime: a uniform first draw
-    if 0 < len(prime_ids) <= SHORT_PRIME:   # cheaper than the fused kernel's set-up on a first call
-        for i in prime_ids:
-            logits = stepper.step(torch.full((N,), i, dtype=torch.long, device=device))
-    elif prime_ids:
-        with torch.no_grad():
-            ids = torch.tensor(prime_ids, device=device).unsqueeze(0).expand(N, -1)   # (N, P)
-            out, state = model(ids, state, cond)
-        logits = out[:, -1].float()                                                   # (N, V)
-        stepper.load_state(state)
+    logits = read_primes(model, stepper, prime_ids, cond, device)
     on_cpu = device.type == "cpu"
     decoders = [tokenizer.stream_decoder() for _ in range(N)]
     stops = [StopFilter(cfg.stop) for _ in range(N)]
     for _ in range(cfg.length):
         nxt = picker(logits if on_cpu else logits.cpu())                            # (N,)
-        yield [s.feed(d.push(t)) for s, d, t in zip(stops, decoders, nxt.tolist())]
+        if observe is not None:
+            observe(logits, nxt, [s.done for s in stops])
+        yield [s.feed(d.push(t) + (eod_text if t == eod else "")) for s, d, t in zip(stops, decoders, nxt.tolist())]
         if all(s.done for s in stops):
             return
-        logits = stepper.step(nxt if on_cpu else nxt.to(device))
+        nxt = nxt if on_cpu else nxt.to(device)
+        if eod is not None:
+            stepper.reset(nxt == eod)          # a new document reads its start from zeros
+        logits = stepper.step(nxt)
     yield [s.feed(d.flush()) + s.flush() for s, d in zip(stops, decoders)]
 
 
@@ -197,11 +231,12 @@ def sample_text(model: RNNLM, tokenizer: Tokenizer, cfg: SampleConfig, **kw) -> 
 
 
 def evaluate_stepwise(model: RNNLM, ids, batch_size: int, seq_len: int = 256, cond=None,
-                      quantize: str = "none") -> tuple[float, int]:
+                      quantize: str = "none", eod: int | None = None) -> tuple[float, int]:
     """Mean cross-entropy (nats per token) of `ids` scored through the Stepper, as
     charnn.training.evaluate reads them (B streams, state carried), so `charnn eval --quantize int8`
     measures exactly the arithmetic that sampling uses. Returns (loss, tokens scored).
-    cond: a charnn.representations.bow.DocCond aligned with `ids` for --input bow models."""
+    cond: a charnn.representations.bow.DocCond aligned with `ids` for --input bow models.
+    eod: documents' end-of-document id, before which the state is reset (charnn.documents)."""
     from charnn.data import batchify, get_chunk, num_chunks
 
     model.eval()
@@ -219,6 +254,8 @@ def evaluate_stepwise(model: RNNLM, ids, batch_size: int, seq_len: int = 256, co
                 rows, index = cond.chunk(B, i, T)
                 extra = stepper.input_gates(model.cond(rows))[index]   # (B, t, G)
             for j in range(blk.shape[1] - 1):
+                if eod is not None:
+                    stepper.reset(blk[:, j] == eod)
                 logits = stepper.step(blk[:, j].contiguous(), None if extra is None else extra[:, j])
                 total += F.cross_entropy(logits, blk[:, j + 1], reduction="sum")
             count += blk[:, 1:].numel()

@@ -141,6 +141,27 @@ class Stepper:
         if self.c is not None:
             self.c.view(N, L, H).copy_(state[1].transpose(0, 1))
 
+    def load_rows(self, rows: torch.Tensor, state: State) -> None:
+        """Streams `rows` (k,) take an RNNLM state of batch 1 or k (a document restarts)."""
+        L, H = self.layers, self.hidden
+        with torch.inference_mode():
+            for buf, s in zip((self.h, self.c), state):
+                buf.view(self.batch_size, L, H)[rows] = s.transpose(0, 1).to(buf.dtype)
+
+    def reset(self, mask: torch.Tensor) -> None:
+        """Zero the state of the streams where mask (N,) is True (before a document starts)."""
+        with torch.inference_mode():
+            self.h.masked_fill_(mask.unsqueeze(1), 0.0)                       # (N, L*H)
+            if self.c is not None:
+                self.c.masked_fill_(mask.unsqueeze(1), 0.0)
+
+    def reorder(self, parents: torch.Tensor) -> None:
+        """Stream i takes the state of stream parents[i] (beam search keeps the best)."""
+        with torch.inference_mode():
+            self.h.copy_(self.h[parents])
+            if self.c is not None:
+                self.c.copy_(self.c[parents])
+
     def state(self) -> State:
         N, L, H = self.batch_size, self.layers, self.hidden
         h = self.h.view(N, L, H).transpose(0, 1).contiguous()

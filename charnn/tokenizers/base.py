@@ -4,6 +4,11 @@ A tokenizer turns text into integer ids and back. It is fitted on the corpus onc
 into the checkpoint as plain data (`state`), and rebuilt from that data (`from_state`), so a
 checkpoint needs no side files. Adding a tokenizer is one new module that subclasses Tokenizer
 and decorates the class with @register.
+
+The end-of-document token (`charnn train --docs`): a tokenizer made `with_eod()` has one more
+id, `eod_id`, that no text encodes to and that decodes to nothing. It is appended after the
+vocabulary (so a model's other ids keep their meaning), and a tokenizer's state says where it
+is; a state without it (every checkpoint from before documents) loads as before, eod_id None.
 """
 
 from __future__ import annotations
@@ -48,6 +53,8 @@ class Tokenizer(ABC):
     name: ClassVar[str]
     # options accepted by fit() (shown as flags by the CLI: --vocab-size, --min-count, ...)
     fit_options: ClassVar[tuple[str, ...]] = ()
+    # the end-of-document id, or None (see the module's doc); set by the constructors
+    eod_id: int | None = None
 
     @classmethod
     @abstractmethod
@@ -83,8 +90,24 @@ class Tokenizer(ABC):
 
     def count_chars(self, ids: Sequence[int]) -> int:
         """Characters of text that `ids` stand for, to report loss per character (default: the
-        length of the decoded text; tokenizers whose decoding is not the original text refine it)."""
-        return len(self.decode(ids))
+        length of the decoded text; tokenizers whose decoding is not the original text refine it).
+        An end-of-document token counts as one: the line break or blank line it stands for."""
+        return len(self.decode(ids)) + self.count_eod(ids)
+
+    def count_eod(self, ids: Sequence[int]) -> int:
+        if self.eod_id is None:
+            return 0
+        return int(np.count_nonzero(np.asarray(ids) == self.eod_id))
+
+    def with_eod(self) -> Tokenizer:
+        """This tokenizer with an end-of-document id appended (itself if it has one)."""
+        if self.eod_id is not None:
+            return self
+        return self._add_eod()
+
+    @abstractmethod
+    def _add_eod(self) -> Tokenizer:
+        """A copy with the end-of-document id after the last id."""
 
     def id_of(self, text: str) -> int | None:
         """The id of a one-token string such as "\\n", or None when it is not one token."""

@@ -1,5 +1,9 @@
 """Characters: one id per Unicode code point (not per byte), so Cyrillic, CJK and emoji are
-single symbols. Ids are ordered by code point, as in char-rnn.
+single symbols. Ids are ordered by code point, as in char-rnn, except that characters added
+by fine-tuning (`extended`) come after the existing ones, so no character changes its id.
+
+The end-of-document token sits in the vocabulary as EOD_CHAR, a Unicode noncharacter (reserved
+for a program's internal use); text never encodes to it and it decodes to nothing.
 
 Encoding is vectorised: the text is viewed as UTF-32 code points (a uint32 array) and mapped
 through a lookup table, which runs at hundreds of MB/s instead of a Python loop's few MB/s.
@@ -16,6 +20,7 @@ from charnn.errors import CharnnError
 from charnn.tokenizers.base import TextSource, Tokenizer, check_text, register
 
 _MAX_CP = 0x110000
+EOD_CHAR = "\uffff"
 
 
 def _codepoints(text: str) -> np.ndarray:
@@ -39,17 +44,23 @@ def describe_chars(chars: Sequence[str], limit: int = 10) -> str:
 class CharTokenizer(Tokenizer):
     name = "char"
 
-    def __init__(self, chars: Sequence[str]):
+    def __init__(self, chars: Sequence[str], eod: int | None = None):
         if not chars:
             raise CharnnError("a character vocabulary cannot be empty")
         self.chars: list[str] = list(chars)
+        if eod is not None and not (0 <= eod < len(self.chars) and self.chars[eod] == EOD_CHAR):
+            raise CharnnError("the character vocabulary's end-of-document entry is damaged")
+        self.eod_id = eod
         cps = np.array([ord(c) for c in self.chars], dtype=np.int64)
         # code point -> id, -1 where the character is not in the vocabulary; at least 256 long,
         # so any uint8 code point (ASCII text) indexes it without a bounds check
         self._lut = np.full(max(256, int(cps.max()) + 1), -1, dtype=np.int64)
         self._lut[cps] = np.arange(len(cps))
-        self._lut32 = self._lut.astype(np.int32)
         self._chars_arr = np.array(self.chars, dtype=object)
+        if eod is not None:           # text never encodes to the end of a document
+            self._lut[ord(EOD_CHAR)] = -1
+            self._chars_arr[eod] = ""
+        self._lut32 = self._lut.astype(np.int32)
 
     @classmethod
     def fit(cls, source: TextSource, **options: Any) -> CharTokenizer:
@@ -117,8 +128,20 @@ class CharTokenizer(Tokenizer):
     def tokens(self, text: str) -> list[str]:
         return list(text)
 
+    def extended(self, chars: Sequence[str]) -> CharTokenizer:
+        """This vocabulary plus the characters of `chars` it lacks, appended in code point
+        order after every existing id (fine-tuning: an old character keeps its id and so its
+        rows of the model, never remapped)."""
+        new = sorted(set(chars) - set(self.chars) - {EOD_CHAR})
+        return CharTokenizer(self.chars + new, self.eod_id) if new else self
+
+    def _add_eod(self) -> CharTokenizer:
+        if EOD_CHAR in self.chars:
+            raise CharnnError("the text holds U+FFFF, which charnn reserves for the end of a document")
+        return CharTokenizer(self.chars + [EOD_CHAR], len(self.chars))
+
     def state(self) -> dict[str, Any]:
-        return {"chars": "".join(self.chars)}
+        return {"chars": "".join(self.chars), **({"eod": self.eod_id} if self.eod_id is not None else {})}
 
     @classmethod
     def from_state(cls, state: dict[str, Any]) -> CharTokenizer:
@@ -126,4 +149,7 @@ class CharTokenizer(Tokenizer):
         if not isinstance(chars, str) or not chars or len(set(chars)) != len(chars):
             raise CharnnError("the checkpoint's character vocabulary is damaged")
         check_text([chars], "character vocabulary")
-        return cls(list(chars))
+        eod = state.get("eod")
+        if eod is not None and (not isinstance(eod, int) or isinstance(eod, bool)):
+            raise CharnnError("the checkpoint's character vocabulary is damaged")
+        return cls(list(chars), eod)

@@ -12,6 +12,8 @@ Settings chosen so decode(encode(text)) == text for any text:
   - split_digits=True: numbers are spelled digit by digit, as char models see them.
 Decoding maps each id to its bytes (a table built once), so decode() and the streaming decoder
 agree exactly and a multi-byte character split over byte pieces appears when it is complete.
+The end-of-document token (`--docs`) is one id after sentencepiece's, outside its model: it
+decodes to no bytes, and the state records it ("eod": True).
 """
 
 from __future__ import annotations
@@ -58,7 +60,7 @@ class SentencePieceTokenizer(Tokenizer):
     model_type: ClassVar[str]
     fit_options = ("vocab_size",)
 
-    def __init__(self, model: bytes):
+    def __init__(self, model: bytes, eod: bool = False):
         import sentencepiece as spm
 
         self.model = bytes(model)
@@ -71,6 +73,9 @@ class SentencePieceTokenizer(Tokenizer):
                               "(or with user_defined_symbols=['\\n'] and byte_fallback=True)")
         # id -> the UTF-8 bytes it stands for
         self.piece_bytes: list[bytes] = [self._bytes_of(i) for i in range(self.sp.vocab_size())]
+        if eod:
+            self.eod_id = len(self.piece_bytes)
+            self.piece_bytes.append(b"")
 
     def _bytes_of(self, i: int) -> bytes:
         sp = self.sp
@@ -142,8 +147,11 @@ class SentencePieceTokenizer(Tokenizer):
     def stream_decoder(self) -> StreamDecoder:
         return _PieceStream(self)
 
+    def _add_eod(self) -> SentencePieceTokenizer:
+        return type(self)(self.model, eod=True)
+
     def state(self) -> dict[str, Any]:
-        return {"model": self.model}
+        return {"model": self.model, **({"eod": True} if self.eod_id is not None else {})}
 
     @classmethod
     def from_state(cls, state: dict[str, Any]):
@@ -151,9 +159,10 @@ class SentencePieceTokenizer(Tokenizer):
         if isinstance(model, str):      # base64, as a JSON cache might hold it
             import base64
             model = base64.b64decode(model)
-        if not isinstance(model, (bytes, bytearray)) or not model:
+        if not isinstance(model, (bytes, bytearray)) or not model or \
+                not isinstance(state.get("eod", False), bool):
             raise CharnnError(f"the checkpoint's {cls.name} model is damaged")
-        return cls(bytes(model))
+        return cls(bytes(model), eod=state.get("eod", False))
 
     @classmethod
     def from_file(cls, path) -> SentencePieceTokenizer:

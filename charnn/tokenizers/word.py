@@ -29,6 +29,7 @@ def split_words(text: str) -> list[str]:
 # The word tokenizer: a vocabulary of the most frequent tokens of split_words, plus <unk>
 
 UNK = "<unk>"
+EOD = "<eod>"    # the end-of-document token: split_words never yields it ("<", "eod", ">")
 # Spacing when joining tokens back into text: split_words drops the spaces, so decoding puts one
 # between tokens except after an opening bracket or quote and before closing punctuation.
 NO_SPACE_BEFORE = frozenset(".,;:!?)]}%»”’…\n" "。，、！？；：）」』】")
@@ -47,6 +48,9 @@ class _WordStream(StreamDecoder):
         self.after_open = False           # the previous token opened a straight quote
 
     def push(self, token_id: int) -> str:
+        if token_id == self.tokenizer.eod_id:     # a document ends: the next starts a text
+            self.prev, self.quote_open, self.after_open = None, False, False
+            return ""
         return self.push_token(self.tokenizer.vocab[token_id])
 
     def push_token(self, tok: str) -> str:
@@ -93,6 +97,7 @@ class WordTokenizer(Tokenizer):
         # mean length of the words that <unk> stood for when fitting: the per-character loss
         # counts an <unk> as that many characters of the original text
         self.unk_chars = float(unk_chars)
+        self.eod_id = self.index.get(EOD)
 
     @classmethod
     def fit(cls, source: TextSource, min_count: int | None = None, max_vocab: int | None = None,
@@ -131,7 +136,13 @@ class WordTokenizer(Tokenizer):
         n = len(self.vocab)
         if any(not 0 <= int(i) < n for i in ids):
             raise CharnnError(f"an id is outside the word vocabulary (0..{n - 1})")
-        return join_words([self.vocab[int(i)] for i in ids])
+        if self.eod_id is None:
+            return join_words([self.vocab[int(i)] for i in ids])
+        s = _WordStream(self)        # a document's end restarts the spacing, as streaming does
+        return "".join(s.push(int(i)) for i in ids)
+
+    def _add_eod(self) -> WordTokenizer:
+        return WordTokenizer([*self.vocab, EOD], self.unk_chars)
 
     def tokens(self, text: str) -> list[str]:
         return [w if w in self.index else UNK for w in split_words(text)]
@@ -139,7 +150,7 @@ class WordTokenizer(Tokenizer):
     def count_chars(self, ids: Sequence[int]) -> int:
         a = np.asarray(ids, dtype=np.int64)
         n_unk = int(np.count_nonzero(a == 0))
-        return len(self.decode(a)) + round(n_unk * (self.unk_chars - len(UNK)))
+        return len(self.decode(a)) + round(n_unk * (self.unk_chars - len(UNK))) + self.count_eod(a)
 
     def stream_decoder(self) -> StreamDecoder:
         return _WordStream(self)

@@ -24,7 +24,7 @@ def evaluate(model: RNNLM, ids: np.ndarray, batch_size: int, seq_len: int,
              device: torch.device | str = "cpu", amp: bool = False,
              max_tokens: int | None = None, cond: Any = None,
              group: Group | None = None, deadline: float | None = None,
-             min_tokens: int = 0) -> tuple[float, int]:
+             min_tokens: int = 0, eod: int | None = None) -> tuple[float, int]:
     """Mean cross-entropy (nats per token) over `ids`, read as B streams with carried state.
 
     Returns (loss, tokens scored). `max_tokens` caps the work for periodic evaluations;
@@ -32,6 +32,7 @@ def evaluate(model: RNNLM, ids: np.ndarray, batch_size: int, seq_len: int,
     has scored `min_tokens`: the streams then stand for the split as a sample of its B parts.
     cond: a representations.bow.DocCond aligned with `ids` for --input bow models. group: in a
     distributed run each rank scores its share of the B streams and the sums are all-reduced.
+    eod: documents' end-of-document id; the state is reset before each (charnn.documents).
     """
     if max_tokens is not None and len(ids) > max_tokens:
         ids = ids[:max_tokens]
@@ -46,8 +47,9 @@ def evaluate(model: RNNLM, ids: np.ndarray, batch_size: int, seq_len: int,
     for i in range(num_chunks(streams, seq_len) if len(streams) else 0):
         blk = torch.from_numpy(get_chunk(streams, i, seq_len)).to(device)   # (B, t + 1)
         c = cond.chunk(B, i, seq_len, device, rows) if cond is not None else None  # per-step bow
+        resets = {"resets": blk[:, :-1] == eod} if eod is not None else {}
         with autocast(device, amp):
-            logits, state = model(blk[:, :-1], state, c)
+            logits, state = model(blk[:, :-1], state, c, **resets)
         total += F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]),
                                  blk[:, 1:].reshape(-1), reduction="sum").item()
         count += blk[:, 1:].numel()
@@ -69,7 +71,7 @@ def autocast(device: torch.device, amp: bool):
 
 
 def score_ids(model: RNNLM, ckpt: dict[str, Any], tokenizer, ids: np.ndarray, batch_size: int = 32,
-              seq_len: int = 256, quantize: str = "none") -> dict[str, Any]:
+              seq_len: int = 256, quantize: str = "none", eod: int | None = None) -> dict[str, Any]:
     """A model's loss on a token array, as `charnn eval` reports it: nats per token and per
     character of the text the scored tokens stand for, bits per character, perplexity."""
     from charnn.representations.bow import cond_for
@@ -79,9 +81,9 @@ def score_ids(model: RNNLM, ckpt: dict[str, Any], tokenizer, ids: np.ndarray, ba
     if quantize == "int8":
         from charnn.sampling.generate import evaluate_stepwise
 
-        loss, n = evaluate_stepwise(model, ids, batch_size, seq_len, cond=cond, quantize=quantize)
+        loss, n = evaluate_stepwise(model, ids, batch_size, seq_len, cond=cond, quantize=quantize, eod=eod)
     else:
-        loss, n = evaluate(model, ids, batch_size, seq_len, cond=cond)
+        loss, n = evaluate(model, ids, batch_size, seq_len, cond=cond, eod=eod)
     # evaluate() scores the ids the streams cover; count the characters of exactly those
     B = max(1, min(batch_size, (len(ids) - 1) // 2))
     covered = ids[: (len(ids) // B) * B]

@@ -35,7 +35,7 @@ class Request:
     DataConfig); a missing or None one is left to the defaults (or to the time-budget planner).
     time_budget may be seconds or text such as "10m"."""
 
-    corpus: str | None = None
+    corpus: str | list[str] | None = None      # a file, a directory, -, a catalog name; or several
     given: dict[str, Any] = field(default_factory=dict)
     out: Path | None = None
     resume: Path | None = None
@@ -81,6 +81,7 @@ class Session:
         self.model_given, self.train_given, self.data_given = parts[ModelConfig], parts[TrainConfig], parts[DataConfig]
         ModelConfig(vocab_size=1, **self.model_given)    # a bad --cell is said before anything is read
         self.resumed: dict[str, Any] | None = None
+        self.source = None        # finetune.Source, with --init-from
         self.plan = None          # autosize.Plan, when the budget chose the model
 
     def emit(self, event: dict[str, Any]) -> None:
@@ -169,6 +170,13 @@ class Session:
         self.train_cfg = TrainConfig(**self.train_given, **({} if stops else {"time_budget": DEFAULT_BUDGET}))
         self.data_cfg = DataConfig(**self.data_given)
         self.run_dir = self.req.out
+        if self.train_cfg.init_from is not None:
+            from charnn.training import finetune
+
+            # rank 0 reads the source first (a checkpoint on a slow disk is read once at a time)
+            self.source = self.group.main_first(lambda: finetune.load_source(self.train_cfg.init_from))
+            finetune.check_flags(self.source, self.model_given, self.data_given)
+            self.data_cfg = finetune.data_options(self.source, self.data_cfg)
 
     def configs_for_resume(self) -> None:
         """A resumed run keeps its model, tokenizer and data layout; only the limits, the
@@ -189,8 +197,7 @@ class Session:
         ckpt_io.check_resumable(ckpt, path)
         ckpt_io.build_model(ckpt)     # the weights fit the model and are finite
         self.model_cfg, old = ckpt_io.configs(ckpt)
-        self.data_cfg = DataConfig(tokenizer=ckpt["tokenizer"]["name"],
-                                   encoding=ckpt.get("corpus", {}).get("encoding", "utf-8"))
+        self.data_cfg = ckpt_io.data_config(ckpt)
         given = {**self.model_given, **self.train_given, **self.data_given}
         check_resume_flags(ckpt, self.model_cfg, old, given)
         changes = {k: v for k, v in self.train_given.items()
@@ -208,22 +215,27 @@ class Session:
     # corpus, run folder, data, inputs
 
     def resolve_corpus(self) -> None:
-        arg = self.req.corpus
+        """The corpus arguments -> the files to read (charnn.corpora.resolve_all)."""
+        args = [self.req.corpus] if isinstance(self.req.corpus, str) else list(self.req.corpus or [])
         if self.resumed is not None:
-            arg = arg or self.resumed.get("corpus", {}).get("path")
-            if not arg:
+            kept = self.resumed.get("corpus", {})
+            args = args or kept.get("args") or ([kept["path"]] if kept.get("path") else [])
+            if not args:
                 raise CharnnError("give the corpus to resume on: charnn train CORPUS --resume DIR", 2)
-        elif arg is None:
-            arg = corpora.DEFAULT_CORPUS
-            self.emit({"event": "message", "text": f"no corpus given: training on the built-in '{arg}' corpus"})
-        self.corpus_arg = arg
-        resolve = lambda: corpora.resolve(arg, progress=self.download)
+        elif not args:
+            args = [corpora.DEFAULT_CORPUS]
+            self.emit({"event": "message", "text": f"no corpus given: training on the built-in '{args[0]}' corpus"})
+        self.corpus_args = args
+        resolve = lambda: corpora.resolve_all(args, self.data_cfg.glob, progress=self.download)
         # rank 0 downloads (or spools stdin) first; the others find the file, or take rank 0's spool
-        self.path = self.group.main_only(resolve) if arg == "-" else self.group.main_first(resolve)
+        found = self.group.main_only(resolve) if args == ["-"] else self.group.main_first(resolve)
+        self.files, self.path = found.files, found.files[0]
+        if len(found.files) > 1 or found.skipped:
+            self.emit({"event": "message", "text": describe_files(found)})
 
     def claim_run_dir(self) -> None:
         if self.resumed is None:
-            self.run_dir = self.run_dir or Path("checkpoints") / run_name(self.corpus_arg, self.path)
+            self.run_dir = self.run_dir or Path("checkpoints") / run_name(self.corpus_args[0], self.path)
             if not self.req.dry_run:   # one writer per folder (rank 0), from here until training ends
                 self.stack.enter_context(self.group.main_holds(ckpt_io.RunLock(self.run_dir)))
 
@@ -237,34 +249,52 @@ class Session:
                            f"charnn train --resume {self.run_dir}")
 
     def prepare_data(self) -> None:
-        from charnn.data import file_digest
+        from charnn.data import CorpusText
         from charnn.tokenizers import tokenizer_from_dict
         from charnn.training.dataset import prepare_data
 
         tok = None
+        corpus = CorpusText(tuple(self.files), self.data_cfg.docs, self.data_cfg.encoding)
         if self.resumed is not None:
             tok = tokenizer_from_dict(self.resumed["tokenizer"])
             digest = self.resumed.get("corpus", {}).get("digest")
-            if digest and file_digest(self.path) != digest:
-                raise CharnnError(f"{self.path} is not the corpus this run was trained on (its content changed)")
+            if digest and corpus.digest() != digest:
+                raise CharnnError(f"{corpus.name} is not the corpus this run was trained on (its content changed)")
+        elif self.source is not None:
+            from charnn.training.finetune import tokenizer_for
+
+            tok = self.group.main_first(lambda: tokenizer_for(self.source, corpus.source(), corpus.docs))
         cfg, val_frac = self.data_cfg, self.train_cfg.val_frac
         # rank 0 encodes the corpus into the cache, then the others read it from there
-        self.data = self.group.main_first(lambda: prepare_data(self.path, cfg.tokenizer, val_frac,
-                                                               cfg.fit_options(), tok, cfg.encoding))
+        self.data = self.group.main_first(lambda: prepare_data(corpus, cfg.tokenizer, val_frac,
+                                                               cfg.fit_options(), tokenizer=tok))
         if self.group.distributed:
             # the ranks must see one vocabulary (a cache that nodes do not share is refitted per node)
             tok0 = self.group.broadcast(self.data.tokenizer.to_dict())
             if tok0 != self.data.tokenizer.to_dict():
-                self.data = prepare_data(self.path, cfg.tokenizer, val_frac, cfg.fit_options(),
-                                         tokenizer_from_dict(tok0), cfg.encoding)
+                self.data = prepare_data(corpus, cfg.tokenizer, val_frac, cfg.fit_options(),
+                                         tokenizer=tokenizer_from_dict(tok0))
+        self.data.config = cfg.to_dict()
+        self.data.source["args"] = [str(a) for a in self.corpus_args]
+        if self.source is not None:
+            self.emit({"event": "message", "text": describe_init(self.source, self.data.tokenizer)})
 
     def setup_inputs(self):
         from charnn.representations.inputs import setup_input
 
         cfg, m = self.data_cfg, self.model_given
+        if self.data.docs and "bow" in (m.get("input"), self.source and self.source.model_cfg.input):
+            raise CharnnError("--docs and --input bow both cut the text into documents: choose one "
+                              "(--input bow reads documents between --doc-sep)", 2)
+        # fine-tuning sets up the inputs as resuming does: the source's model and bag of words
         inp = setup_input(self.data, m.get("input"), cfg.vectors, m.get("embed_dim"),
                           bool(m.get("freeze_embeddings")), cfg.doc_sep, cfg.max_vocab, cfg.min_count,
-                          self.resumed, self.train_cfg.seed)
+                          self.resumed if self.source is None else self.source.ckpt, self.train_cfg.seed)
+        if self.source is not None:
+            from charnn.training.finetune import initializer, model_options
+
+            inp.model_options = model_options(self.source, self.model_given)
+            inp.init_model = initializer(self.source)
         for text in inp.messages:
             if text.startswith("warning: "):
                 self.emit({"event": "warning", "message": text[len("warning: "):]})
@@ -276,7 +306,8 @@ class Session:
     # the model, chosen by flags or by the time budget
 
     def choose_model(self, input_options: dict[str, Any]) -> ModelConfig:
-        mc = {**self.model_given, **input_options}   # e.g. word2vec sets embed_dim from the vectors
+        # e.g. word2vec sets embed_dim from the vectors; --init-from sets the whole architecture
+        mc = {**self.model_given, **input_options}
         cfg = self.train_cfg
         if cfg.time_budget is not None and cfg.max_steps is None and cfg.epochs is None:
             mc = self.plan_for_budget(mc)
@@ -311,6 +342,8 @@ class Session:
     def dry_run_result(self) -> dict[str, Any]:
         if self.resumed is not None:
             why = [f"resuming {self.run_dir} from step {self.resumed['progress']['step']}"]
+        elif self.plan is not None and self.source is not None:
+            why = [f"fine-tuning {self.source.path}: its architecture is kept", *self.plan.reasons]
         elif self.plan is not None:
             why = list(self.plan.reasons)
         else:
@@ -324,8 +357,7 @@ def check_resume_flags(ckpt: dict, model_cfg: ModelConfig, train_cfg: TrainConfi
     """A resumed run keeps its model, tokenizer and data layout: a flag given with --resume
     must repeat the run's value (so a command retyped with --resume added works), never
     silently change nothing."""
-    run = {**train_cfg.to_dict(), **model_cfg.to_dict(), "tokenizer": ckpt["tokenizer"]["name"],
-           "encoding": ckpt.get("corpus", {}).get("encoding", "utf-8")}
+    run = {**ckpt_io.data_config(ckpt).to_dict(), **train_cfg.to_dict(), **model_cfg.to_dict()}
     if "encoding" in given:
         given = {**given, "encoding": DataConfig(encoding=given["encoding"]).encoding}
     may_change = [f"--{f.name.replace('_', '-')}" for cls in (ModelConfig, TrainConfig, DataConfig)
@@ -354,10 +386,27 @@ def clear_run(run_dir: Path) -> None:
 
 
 def run_name(arg: str, path: Path) -> str:
-    """The run folder's name under checkpoints/: the catalog name, 'stdin', or the file's stem."""
+    """The run folder's name under checkpoints/: the catalog name, 'stdin', the directory's
+    name, or the file's stem (of the first corpus argument)."""
     if arg == "-":
         return "stdin"
-    if arg in corpora.CATALOG:
+    if arg in corpora.CATALOG and not Path(arg).exists():
         return arg
-    stem = path.stem.lstrip(".")    # never "..": the run folder stays under checkpoints/
-    return stem or "run"
+    stem = (Path(arg).resolve().name if Path(arg).is_dir() else path.stem).lstrip(".")
+    return stem or "run"    # never "..": the run folder stays under checkpoints/
+
+
+def describe_files(found) -> str:
+    """What a corpus of many files came to, for stderr."""
+    skipped = found.skipped
+    shown = ", ".join(str(p) for p in skipped[:3]) + (", ..." if len(skipped) > 3 else "")
+    return (f"reading {len(found.files):,} file{'s' * (len(found.files) != 1)}"
+            + (f"; skipped {len(skipped):,} that are not text ({shown})" if skipped else ""))
+
+
+def describe_init(source, tok) -> str:
+    """The start of a fine-tuned run, for stderr: where from, and how the vocabulary grew."""
+    old, new = source.model_cfg.vocab_size, tok.vocab_size
+    grown = f"; vocabulary {old:,} -> {new:,} (the new ids after the old)" if new > old else ""
+    return f"fine-tuning from {source.path} ({source.model_cfg.layers} x {source.model_cfg.hidden} " \
+           f"{source.model_cfg.cell.upper()}, step {source.ckpt.get('progress', {}).get('step', '?')}){grown}"

@@ -241,8 +241,10 @@ class Trainer:
         lr = schedule.lr_at(cfg, self.step, self._progress(), self.lr_scale)
         for g in self.opt.param_groups:
             g["lr"] = lr
+        # documents: the state is reset before each end-of-document input (charnn.documents)
+        resets = {"resets": x == self.data.eod} if self.data.eod is not None else {}
         with autocast(self.device, self.amp):
-            logits, new_state = self.net(x, self.state, cond)                    # (B, t, V)
+            logits, new_state = self.net(x, self.state, cond, **resets)          # (B, t, V)
             loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), y.reshape(-1))
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -339,7 +341,7 @@ class Trainer:
                            max_tokens=self.group.broadcast(cap) if final else cap,   # rank 0's clock
                            cond=self.data.bow.val if self.data.bow is not None else None,
                            group=self.group, deadline=end,
-                           min_tokens=MIN_EVAL_TOKENS // self.group.world)
+                           min_tokens=MIN_EVAL_TOKENS // self.group.world, eod=self.data.eod)
         self.eval_tps = n / max(1e-6, time.perf_counter() - t0)
         if diverged(loss, self.model_cfg.vocab_size) or not finite(self.model):
             # never recorded or saved as good: the caller rolls back
@@ -387,9 +389,11 @@ class Trainer:
             "state": [s.detach().cpu() for s in carried] if carried is not None else [],
             "rng": rng,
             "history": self.history,
-            "corpus": {k: v for k, v in data.source.items() if k in ("path", "digest", "encoding")},
+            "corpus": {k: v for k, v in data.source.items() if k in ("path", "digest", "args", "files", "encoding")},
             "num_parameters": num_parameters(self.model),
             **({"bow": data.bow.state()} if data.bow is not None else {}),
+            **({"data_config": data.config} if data.config else {}),
+            **({"docs": documents_entry(data)} if data.docs else {}),
         }
 
     def roll_back(self, reason: str) -> None:
@@ -478,6 +482,16 @@ class Trainer:
     def _payload_bytes(self) -> int:
         """About the size of a checkpoint: the weights and AdamW's two moments, in fp32."""
         return 12 * num_parameters(self.model)
+
+
+def documents_entry(data: TrainData) -> dict[str, Any]:
+    """The checkpoint's "docs" entry: the mode, and the documents' fingerprints (for
+    `charnn sample --novel-only`) unless there are too many to carry."""
+    from charnn.documents import MAX_FINGERPRINTS
+
+    fps = data.fingerprints
+    keep = fps is not None and len(fps) <= MAX_FINGERPRINTS
+    return {"mode": data.docs, **({"fingerprints": torch.from_numpy(fps.copy())} if keep else {})}
 
 
 def _rng_state(device: torch.device) -> dict[str, Any]:
