@@ -69,6 +69,7 @@ def eval_cmd(
 def _read(path: Path, tok, encoding: str, unknown: str, docs: str | None):
     """The file's ids, and the characters left out ({} unless --unknown skip)."""
     from charnn.data import CorpusText, encode_corpus, encode_known
+    from charnn.errors import CharnnError
 
     if unknown == "skip" and not docs:
         return encode_known(path, tok, encoding)
