@@ -74,21 +74,20 @@ def flops_per_token(vocab: int, embed: int, hidden: int, layers: int, cell: str 
 
 
 def measure(cfg: ModelConfig, batch_size: int, seq_len: int, device: torch.device,
-            steps: int = 3) -> float:
-    """Tokens/s of real training steps (forward, backward, clip, AdamW) at this size: the median
-    of `steps` timed steps after a warm-up one, so one step slowed by another process (or by a
-    first-use allocation) does not decide the plan."""
+            steps: int = 3, amp: bool = True) -> float:
+    """Tokens/s of real training steps (forward, backward, clip, AdamW) at this size, with the
+    autocast training will use (amp): the median of `steps` timed steps after a warm-up one, so
+    one step slowed by another process (or by a first-use allocation) does not decide the plan."""
     from charnn.model import RNNLM
+    from charnn.training.evaluate import autocast
 
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
         model = RNNLM(cfg).to(device)
         opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
         ids = torch.randint(0, cfg.vocab_size, (batch_size, seq_len + 1), device=device)
-        amp = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else \
-            torch.autocast("cpu", enabled=False)
 
         def step():
-            with amp:
+            with autocast(device, amp):
                 logits, _ = model(ids[:, :-1])
                 loss = torch.nn.functional.cross_entropy(
                     logits.reshape(-1, cfg.vocab_size).float(), ids[:, 1:].reshape(-1))
@@ -114,7 +113,7 @@ def _sync(device: torch.device) -> None:
 
 
 def plan(budget: float, train_tokens: int, vocab: int, device: torch.device,
-         fixed: dict[str, Any] | None = None, cell: str = "lstm") -> Plan:
+         fixed: dict[str, Any] | None = None, cell: str = "lstm", amp: bool = True) -> Plan:
     """The model and schedule for `budget` seconds of training on `train_tokens` tokens."""
     fixed = {k: v for k, v in (fixed or {}).items() if v is not None}
     t0 = time.perf_counter()
@@ -146,7 +145,7 @@ def plan(budget: float, train_tokens: int, vocab: int, device: torch.device,
     # 1. calibrate on a mid-sized reference (or the only candidate)
     ref = cands[min(len(cands) - 1, next((i for i, c in enumerate(cands) if c[1] >= 256), 0))]
     ref_cfg = ModelConfig(vocab_size=vocab, cell=cell, layers=ref[0], hidden=ref[1], embed_dim=embed_for(ref[1]))
-    ref_tps = measure(ref_cfg, B, T, device)
+    ref_tps = measure(ref_cfg, B, T, device, amp=amp)
     flop_rate = ref_tps * flops_per_token(vocab, embed_for(ref[1]), ref[1], ref[0], cell)
     reasons.append(f"calibration: {ref[0]}x{ref[1]} {cell.upper()} trains at {ref_tps:,.0f} tokens/s "
                    f"here ({flop_rate / 1e9:.1f} GFLOP/s effective)")
@@ -168,7 +167,7 @@ def plan(budget: float, train_tokens: int, vocab: int, device: torch.device,
     while True:
         l, h = chosen
         cfg = ModelConfig(vocab_size=vocab, cell=cell, layers=l, hidden=h, embed_dim=embed_for(h))
-        tps = ref_tps if chosen == ref else measure(cfg, B, T, device)
+        tps = ref_tps if chosen == ref else measure(cfg, B, T, device, amp=amp)
         n_par = parameters(vocab, embed_for(h), h, l, cell)
         idx = cands.index(chosen)
         if tps * train_seconds >= 0.7 * TOKENS_PER_PARAM * n_par or idx == 0:

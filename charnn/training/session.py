@@ -241,7 +241,7 @@ class Session:
         # rank 0 calibrates (the others would only compete with it for the machine)
         self.plan = plan = self.group.main_only(lambda: autosize.plan(
             remaining, len(self.data.train_ids), self.data.tokenizer.vocab_size, device, fixed,
-            mc.get("cell", "lstm")))
+            mc.get("cell", "lstm"), amp=self.train_cfg.amp))
         if not self.req.dry_run:
             self.emit({"event": "plan", "text": autosize.describe(plan), "plan": plan.to_dict()})
         self.train_cfg = dataclasses.replace(self.train_cfg, batch_size=plan.batch_size, seq_len=plan.seq_len,
