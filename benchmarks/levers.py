@@ -14,7 +14,8 @@
     .venv/bin/python benchmarks/levers.py quality --hidden 384 --steps 2000 --train-chars 250000 \\
         --variants d0.2 d0.2:wd0.3 d0.3:wd0.5:locked
 A variant is ':'-joined parts: d<dropout> wd<weight drop> ed<embed dropout> locked ar<F> tar<F>
-att<K> bf16 (fp32 otherwise) lr<F> B<batch> T<seq_len> L<layers> H<hidden> E<embed>; "plain" is
+att<K> bf16 (fp32 otherwise) lr<F> B<batch> T<seq_len> L<layers> H<hidden> E<embed> s<seed>
+wdecay<F>; "plain" is
 none of them. Results: one JSON line per measurement on stdout, a table on stderr.
 """
 
@@ -39,7 +40,7 @@ CORPUS = REPO.parent / "shared" / "corpora" / "tinyshakespeare.txt"
 PARTS = {"d": ("dropout", float), "wd": ("weight_drop", float), "ed": ("embed_dropout", float),
          "ar": ("ar", float), "tar": ("tar", float), "att": ("attention", int), "lr": ("lr", float),
          "B": ("batch_size", int), "T": ("seq_len", int), "L": ("layers", int), "H": ("hidden", int),
-         "E": ("embed_dim", int), "wdecay": ("weight_decay", float)}
+         "E": ("embed_dim", int), "wdecay": ("weight_decay", float), "s": ("seed", int)}
 MODEL_KEYS = ("dropout", "weight_drop", "embed_dropout", "locked_dropout", "attention", "layers",
               "hidden", "embed_dim")
 
@@ -182,7 +183,7 @@ def quality_point(a, v: dict, corpus: Path, val_frac: float, tmp: Path) -> dict:
              "--tar", v.get("tar", 0.0), "--attention", v.get("attention", 0),
              "--weight-decay", v.get("weight_decay", 0.01),
              "--warmup", max(10, a.steps // 50), "--max-steps", a.steps, "--val-frac", val_frac,
-             "--eval-every", a.eval_every or a.steps, "--seed", a.seed,
+             "--eval-every", a.eval_every or a.steps, "--seed", v.get("seed", a.seed),
              "--locked-dropout" if v.get("locked_dropout") else "--no-locked-dropout",
              "--amp" if v["amp"] else "--no-amp"]
     cmd = [sys.executable, "-m", "charnn", "train", str(corpus), "--out", str(out), "--force",
@@ -194,7 +195,7 @@ def quality_point(a, v: dict, corpus: Path, val_frac: float, tmp: Path) -> dict:
     s = json.loads(r.stdout.strip().splitlines()[-1])
     evals = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     curve = [(e["step"], round(e["val_nats_per_char"], 4)) for e in evals if e.get("event") == "eval"]
-    return {"kind": "quality", "variant": v["name"], "steps": s["steps"], "seed": a.seed,
+    return {"kind": "quality", "variant": v["name"], "steps": s["steps"], "seed": v.get("seed", a.seed),
             "val": round(s["val_nats_per_char"], 4), "best_val": round(s["best_val_loss"], 4),
             "train_eval_mode": round(train_loss_eval_mode(out, corpus, val_frac, a.train_eval_tokens), 4),
             "train_last_step": round(s["train_loss"], 4), "parameters": s["parameters"],
