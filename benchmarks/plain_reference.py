@@ -32,11 +32,11 @@ B, T, LR, WARMUP, HIDDEN, LAYERS, EMBED = 32, 128, 3e-3, 100, 384, 2, 128
 
 
 class PlainLSTM(nn.Module):
-    def __init__(self, vocab: int):
+    def __init__(self, vocab: int, hidden: int = HIDDEN):
         super().__init__()
         self.embed = nn.Embedding(vocab, EMBED)
-        self.rnn = nn.LSTM(EMBED, HIDDEN, LAYERS, batch_first=True)
-        self.head = nn.Linear(HIDDEN, vocab)
+        self.rnn = nn.LSTM(EMBED, hidden, LAYERS, batch_first=True)
+        self.head = nn.Linear(hidden, vocab)
 
     def forward(self, x, state=None):                      # x (B, T) -> (B, T, V)
         out, state = self.rnn(self.embed(x), state)
@@ -49,7 +49,7 @@ def streams(ids: torch.Tensor, b: int) -> torch.Tensor:
 
 
 @torch.no_grad()
-def evaluate(model: PlainLSTM, ids: torch.Tensor) -> float:
+def evaluate(model: PlainLSTM, ids: torch.Tensor, B: int = B, T: int = T) -> float:
     model.eval()
     s, state, total, count = streams(ids, B), None, 0.0, 0
     for i in range(0, s.shape[1] - 1, T):
@@ -62,9 +62,11 @@ def evaluate(model: PlainLSTM, ids: torch.Tensor) -> float:
     return total / count
 
 
-def train_reference(text: str, seconds: float, started: float | None = None, seed: int = 0) -> dict:
+def train_reference(text: str, seconds: float, started: float | None = None, seed: int = 0,
+                    hidden: int = HIDDEN, B: int = B, T: int = T) -> dict:
     """Train the plain reference on `text` for `seconds` of wall clock from `started`; returns
-    its final validation loss (nats/char), steps, tokens and time."""
+    its final validation loss (nats/char), steps, tokens and time. (hidden, B, T: smaller for
+    the tests; the benchmark uses the defaults.)"""
     started = time.time() if started is None else started
     torch.manual_seed(seed)
     chars = sorted(set(text))
@@ -72,7 +74,7 @@ def train_reference(text: str, seconds: float, started: float | None = None, see
     ids = torch.tensor([lut[c] for c in text], dtype=torch.long)
     n = int(len(ids) * 0.9)
     train_s, val = streams(ids[:n], B), ids[n:]
-    model = PlainLSTM(len(chars))
+    model = PlainLSTM(len(chars), hidden)
     opt = torch.optim.AdamW(model.parameters(), lr=LR, betas=(0.9, 0.99), weight_decay=0.01)
     state, step, pos, step_s = None, 0, 0, 0.0
     while True:
@@ -98,9 +100,9 @@ def train_reference(text: str, seconds: float, started: float | None = None, see
         pos, step = pos + T, step + 1
         dt = time.time() - t0
         step_s = dt if step == 1 else 0.9 * step_s + 0.1 * dt
-    val_loss = evaluate(model, val)
+    val_loss = evaluate(model, val, B, T)
     return {"val_nats_per_char": val_loss, "train_loss": loss.item(), "steps": step,
-            "tokens": step * B * T, "elapsed": time.time() - started, "model": "plain LSTM 2x384 B32 T128"}
+            "tokens": step * B * T, "elapsed": time.time() - started, "model": f"plain LSTM {LAYERS}x{hidden} B{B} T{T}"}
 
 
 def main() -> None:

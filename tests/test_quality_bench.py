@@ -23,11 +23,16 @@ def _bench(name: str):
 def test_the_plain_reference_trains_for_the_seconds_it_is_given():
     ref = _bench("plain_reference")
     text = "to be or not to be, that is the question.\n" * 400
+    import torch
+
+    w = torch.zeros(1, requires_grad=True)      # AdamW's first step imports torch._dynamo (~1 s):
+    w.sum().backward()                           # not the loop's time
+    torch.optim.AdamW([w]).step()
     t0 = time.time()
-    r = ref.train_reference(text, seconds=3.0)
+    r = ref.train_reference(text, seconds=3.0, hidden=32, B=4, T=16)    # the loop, on a tiny model
     assert r["steps"] >= 1 and math.isfinite(r["val_nats_per_char"])
     assert r["val_nats_per_char"] < math.log(len(set(text)))      # it learned something
-    assert time.time() - t0 < 3.0 + 10.0     # the clock includes the final evaluation (slack: a loaded machine)
+    assert time.time() - t0 < 3.0 + 2.0       # the clock includes the final evaluation
 
 
 def test_monotone_flags_a_longer_budget_that_ends_worse():
