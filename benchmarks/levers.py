@@ -132,6 +132,9 @@ def speed(a, variants: list[dict]) -> None:
             n = v["batch_size"] * v["seq_len"]
             tps[v["name"]].append(n / times[v["name"]])
             ratios[v["name"]].append(base / times[v["name"]] * n / (variants[0]["batch_size"] * variants[0]["seq_len"]))
+        # each repetition as it ends, so a run cut short keeps what it measured
+        print(json.dumps({"kind": "speed-rep", "rep": rep, "ratios": {k: round(r[-1], 4) for k, r in ratios.items()},
+                          "tokens_per_sec": {k: round(t[-1]) for k, t in tps.items()}}), flush=True)
     print(f"{'variant':<28}{'median tokens/s':>16}{'ratio (median)':>16}{'ratio range':>18}", file=sys.stderr)
     for v in variants:
         r = ratios[v["name"]]
@@ -158,8 +161,9 @@ def corpus_file(a, tmp: Path) -> tuple[Path, float]:
     return path, n_val / (a.train_chars + n_val) + 1e-9
 
 
-def train_loss_eval_mode(run: Path, corpus: Path, val_frac: float, tokens: int) -> float:
-    """The model's loss, in eval mode, on the first `tokens` of its training split."""
+def eval_mode_losses(run: Path, corpus: Path, val_frac: float, tokens: int, val: bool) -> tuple[float, float]:
+    """The final model's loss in fp32 and eval mode on the first `tokens` of its training split,
+    and (val=True) on the whole validation split (NaN otherwise)."""
     import numpy as np
 
     import charnn
@@ -168,8 +172,8 @@ def train_loss_eval_mode(run: Path, corpus: Path, val_frac: float, tokens: int) 
     r = charnn.load(run, prefer="latest.pt")
     ids = np.asarray(r.tokenizer.encode(corpus.read_text(encoding="utf-8")))
     n_train = int(len(ids) * (1 - val_frac))
-    loss, _ = evaluate(r.model, ids[:min(tokens, n_train)], 32, 64)
-    return loss
+    train, _ = evaluate(r.model, ids[:min(tokens, n_train)], 32, 64)
+    return train, evaluate(r.model, ids[n_train:], 32, 64)[0] if val else float("nan")
 
 
 def quality_point(a, v: dict, corpus: Path, val_frac: float, tmp: Path) -> dict:
@@ -195,9 +199,11 @@ def quality_point(a, v: dict, corpus: Path, val_frac: float, tmp: Path) -> dict:
     s = json.loads(r.stdout.strip().splitlines()[-1])
     evals = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     curve = [(e["step"], round(e["val_nats_per_char"], 4)) for e in evals if e.get("event") == "eval"]
+    # bf16 runs evaluate in bf16: the fp32 figure of the same weights shows what that changes
+    train, val32 = eval_mode_losses(out, corpus, val_frac, a.train_eval_tokens, v["amp"])
     return {"kind": "quality", "variant": v["name"], "steps": s["steps"], "seed": v.get("seed", a.seed),
             "val": round(s["val_nats_per_char"], 4), "best_val": round(s["best_val_loss"], 4),
-            "train_eval_mode": round(train_loss_eval_mode(out, corpus, val_frac, a.train_eval_tokens), 4),
+            "train_eval_mode": round(train, 4), "val_fp32": round(val32, 4),
             "train_last_step": round(s["train_loss"], 4), "parameters": s["parameters"],
             "epochs": s["epochs"], "curve": curve, "wall_s": round(time.time() - t0, 1),
             "command": "charnn train CORPUS " + " ".join(map(str, flags))}

@@ -9,10 +9,13 @@ A user says how long they can wait, not how many layers they want. The rule:
      compute-optimal ratio from the sweeps in benchmarks/RESULTS.md) and that the corpus can
      feed: at most PARAMS_PER_TOKEN parameters per training token, else it only memorises.
   4. Time the chosen size itself; if it is much slower than predicted, step down.
-  5. Dropout from the planned number of epochs (more passes over the data, more dropout);
-     warmup about 2% of the planned steps; the cosine decay is fitted to the wall clock.
-Explicit flags always win: a fixed --hidden or --layers narrows the candidates, a fixed
---batch-size, --seq-len, --lr, --dropout or --embed-dim is kept as given.
+  5. Dropout and weight drop from the planned number of epochs (more passes over the data,
+     more regularisation); warmup about 2% of the planned steps; the cosine decay is fitted to
+     the wall clock.
+Calibration runs under the autocast training will use (bf16 where --amp and the device has it),
+so a CPU with native bf16 plans for its real speed. Explicit flags always win: a fixed --hidden
+or --layers narrows the candidates, a fixed --batch-size, --seq-len, --lr, --dropout,
+--weight-drop or --embed-dim is kept as given, and a fixed --attention is calibrated with.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from typing import Any
 import torch
 
 from charnn.config import ModelConfig
+from charnn.machine import amp_dtype
 
 # (layers, hidden): ordered by size
 CANDIDATES = [(1, 128), (2, 128), (2, 192), (2, 256), (2, 384), (2, 512), (2, 768), (3, 768),
@@ -32,6 +36,9 @@ TOKENS_PER_PARAM = 1.0      # at least this many training tokens per parameter w
 PARAMS_PER_TOKEN = 4.0      # at most this many parameters per token of training text
 TRAIN_FRACTION = 0.92       # of the budget left after calibration: the rest evaluates and saves
 GATES = {"lstm": 4, "gru": 3, "rnn": 1}
+# (planned epochs at least, weight drop): DropConnect on the recurrent weights once the model
+# sees its text many times (issue 17's sweeps in benchmarks/RESULTS.md)
+WEIGHT_DROP = [(10.0, 0.0)]
 
 
 @dataclass(frozen=True)
@@ -49,6 +56,8 @@ class Plan:
     planned_epochs: float
     parameters: int
     reasons: list[str] = field(default_factory=list)
+    weight_drop: float = 0.0     # DropConnect on the recurrent weights (AWD-LSTM)
+    amp: bool = False            # bf16 autocast in training (calibrated with it)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -141,13 +150,19 @@ def plan(budget: float, train_tokens: int, vocab: int, device: torch.device,
         return Plan(layers=l, hidden=h, embed_dim=embed_for(h), batch_size=B, seq_len=T,
                     lr=fixed.get("lr", default_lr(h)), dropout=fixed["dropout"],
                     warmup=fixed["warmup"], tokens_per_sec=0.0, planned_tokens=0.0,
-                    planned_epochs=0.0, parameters=n_par, reasons=reasons)
+                    planned_epochs=0.0, parameters=n_par, reasons=reasons,
+                    weight_drop=fixed.get("weight_drop", 0.0), amp=amp_dtype(device, amp) is not None)
     # 1. calibrate on a mid-sized reference (or the only candidate)
     ref = cands[min(len(cands) - 1, next((i for i, c in enumerate(cands) if c[1] >= 256), 0))]
-    ref_cfg = ModelConfig(vocab_size=vocab, cell=cell, layers=ref[0], hidden=ref[1], embed_dim=embed_for(ref[1]))
+    # calibrated with what changes the cost per token and is fixed by flags (--attention)
+    extra = {k: fixed[k] for k in ("attention",) if k in fixed}
+    ref_cfg = ModelConfig(vocab_size=vocab, cell=cell, layers=ref[0], hidden=ref[1],
+                          embed_dim=embed_for(ref[1]), **extra)
     ref_tps = measure(ref_cfg, B, T, device, amp=amp)
     flop_rate = ref_tps * flops_per_token(vocab, embed_for(ref[1]), ref[1], ref[0], cell)
-    reasons.append(f"calibration: {ref[0]}x{ref[1]} {cell.upper()} trains at {ref_tps:,.0f} tokens/s "
+    bf16 = amp_dtype(device, amp) is not None
+    reasons.append(f"calibration{' (bf16 autocast)' if bf16 else ''}: {ref[0]}x{ref[1]} {cell.upper()} "
+                   f"trains at {ref_tps:,.0f} tokens/s "
                    f"here ({flop_rate / 1e9:.1f} GFLOP/s effective)")
 
     def predict(l: int, h: int) -> float:
@@ -166,7 +181,7 @@ def plan(budget: float, train_tokens: int, vocab: int, device: torch.device,
     # 4. confirm the chosen size; step down while it is much slower than predicted
     while True:
         l, h = chosen
-        cfg = ModelConfig(vocab_size=vocab, cell=cell, layers=l, hidden=h, embed_dim=embed_for(h))
+        cfg = ModelConfig(vocab_size=vocab, cell=cell, layers=l, hidden=h, embed_dim=embed_for(h), **extra)
         tps = ref_tps if chosen == ref else measure(cfg, B, T, device, amp=amp)
         n_par = parameters(vocab, embed_for(h), h, l, cell)
         idx = cands.index(chosen)
@@ -180,26 +195,34 @@ def plan(budget: float, train_tokens: int, vocab: int, device: torch.device,
     reasons.append(f"chose {l}x{h} ({n_par / 1e6:.2f}M parameters): about {tokens / 1e6:.2f}M tokens "
                    f"in {train_seconds:.0f}s of training, {tokens / n_par:.1f} per parameter "
                    f"(rule: >= {TOKENS_PER_PARAM:g}), {epochs:.1f} epochs of the corpus")
-    if "dropout" in fixed:
-        dropout = fixed["dropout"]
-    else:
-        # 2x512 at 3.4 epochs: 0.2 beat 0.3 by 0.02 nats; untuned runs with none overfit by
-        # 5 epochs (benchmarks/RESULTS.md)
-        dropout = 0.0 if epochs < 1 else 0.1 if epochs < 2 else 0.2 if epochs < 10 else 0.3
-        reasons.append(f"dropout {dropout:g}: {epochs:.1f} passes over the data "
-                       "(more passes, more regularisation)")
+    dropout, weight_drop = regularisation(epochs)
+    dropout, weight_drop = fixed.get("dropout", dropout), fixed.get("weight_drop", weight_drop)
+    if not {"dropout", "weight_drop"} <= fixed.keys():
+        reasons.append(f"dropout {dropout:g}, weight drop {weight_drop:g}: {epochs:.1f} passes over "
+                       "the data (more passes, more regularisation)")
     steps = tokens / (B * T)
     warmup = fixed.get("warmup", int(min(200, max(10, 0.02 * steps))))
     lr = fixed.get("lr", default_lr(h))
     return Plan(layers=l, hidden=h, embed_dim=embed_for(h), batch_size=B, seq_len=T, lr=lr,
                 dropout=dropout, warmup=warmup, tokens_per_sec=tps, planned_tokens=tokens,
-                planned_epochs=epochs, parameters=n_par, reasons=reasons)
+                planned_epochs=epochs, parameters=n_par, reasons=reasons, weight_drop=weight_drop,
+                amp=bf16)
+
+
+def regularisation(epochs: float) -> tuple[float, float]:
+    """(dropout, weight drop) for a run that will make `epochs` passes over its training text.
+
+    Dropout: 2x512 at 3.4 epochs, 0.2 beat 0.3 by 0.02 nats; runs with none overfit by 5
+    epochs. Weight drop: see WEIGHT_DROP (benchmarks/RESULTS.md, issue 17)."""
+    dropout = 0.0 if epochs < 1 else 0.1 if epochs < 2 else 0.2 if epochs < 10 else 0.3
+    weight_drop = next((wd for at_least, wd in reversed(WEIGHT_DROP) if epochs >= at_least), 0.0)
+    return dropout, weight_drop
 
 
 def describe(p: Plan) -> str:
     lines = [f"model     {p.layers} x {p.hidden} (embedding {p.embed_dim}), {p.parameters:,} parameters",
              f"batches   {p.batch_size} streams x {p.seq_len} steps, lr {p.lr:g}, warmup {p.warmup} steps, "
-             f"dropout {p.dropout:g}",
+             f"dropout {p.dropout:g}, weight drop {p.weight_drop:g}{', bf16 autocast' if p.amp else ''}",
              (f"expected  {p.tokens_per_sec:,.0f} tokens/s, {p.planned_tokens:,.0f} tokens, "
               f"{p.planned_epochs:.2f} epochs" if p.tokens_per_sec else "expected  (not measured)"),
              "why:"] + [f"  - {r}" for r in p.reasons]

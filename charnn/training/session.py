@@ -234,7 +234,8 @@ class Session:
         from charnn.machine import pick_device
         from charnn.training import autosize
 
-        fixed = {**{k: v for k, v in mc.items() if k in ("layers", "hidden", "embed_dim", "dropout")},
+        fixed = {**{k: v for k, v in mc.items() if k in ("layers", "hidden", "embed_dim", "dropout",
+                                                          "weight_drop", "attention")},
                  **{k: v for k, v in self.train_given.items() if k in ("batch_size", "seq_len", "lr", "warmup")}}
         remaining = self.train_cfg.time_budget - (time.time() - self.started)
         device = self.group.device(pick_device(self.train_cfg.device))
@@ -248,7 +249,7 @@ class Session:
                                              lr=plan.lr, warmup=plan.warmup)
         self.group.check_batch(self.train_cfg.batch_size)
         return {**mc, "layers": plan.layers, "hidden": plan.hidden, "embed_dim": plan.embed_dim,
-                "dropout": plan.dropout}
+                "dropout": plan.dropout, "weight_drop": plan.weight_drop}
 
     def dry_run_result(self) -> dict[str, Any]:
         if self.resumed is not None:
