@@ -207,3 +207,18 @@ def test_native_bf16_is_read_from_the_cpu_flags(extra, want):
 def test_no_cpu_flags_means_no_bf16():
     assert cpu_bf16("") is False
     assert cpu_bf16("processor : 0\nFeatures : fp asimd bf16\nCPU implementer : 0x41\n") is False  # ARM: unmeasured
+
+
+def test_a_primed_sample_starts_after_a_line_break_like_an_unprimed_one():
+    """The prime is read after a newline that is not printed: greedy decoding continues exactly
+    as the model does from the text "\\n" + prime, not from a zero state."""
+    from charnn.tokenizers.char import CharTokenizer
+
+    text = "def f(x):\n    return x\n"
+    tok = CharTokenizer.fit(lambda: [text])
+    torch.manual_seed(0)
+    model = RNNLM(ModelConfig(vocab_size=tok.vocab_size, hidden=16, layers=1, embed_dim=8)).eval()
+    out = sample_text(model, tok, SampleConfig(prime="def", length=1, temperature=0))[0]
+    with torch.no_grad():
+        after_nl = model(torch.tensor([tok.encode("\ndef")]))[0][0, -1]
+    assert out == "def" + tok.decode([after_nl.argmax().item()])
