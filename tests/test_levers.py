@@ -220,5 +220,5 @@ def test_a_primed_sample_starts_after_a_line_break_like_an_unprimed_one():
     model = RNNLM(ModelConfig(vocab_size=tok.vocab_size, hidden=16, layers=1, embed_dim=8)).eval()
     out = sample_text(model, tok, SampleConfig(prime="def", length=1, temperature=0))[0]
     with torch.no_grad():
-        after_nl = model(torch.tensor([tok.encode("\ndef")]))[0][0, -1]
+        after_nl = model(torch.as_tensor(tok.encode("\ndef")).long()[None])[0][0, -1]
     assert out == "def" + tok.decode([after_nl.argmax().item()])
