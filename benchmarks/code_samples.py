@@ -81,6 +81,37 @@ def parsable(sample: str) -> float:
     return best / max(1, len(lines))
 
 
+def start_comparison(run, n: int = 16, length: int = 300) -> None:
+    """How the first characters after a prime depend on the state it is read from: a zero state
+    (the prime alone) or after a line break (the prime after "\n"), at a few settings. (Since
+    issue 17 charnn itself reads every prime after a line break, so the zero-state rows are
+    made by giving the model the prime directly, as charnn did before.)"""
+    import torch
+
+    from charnn.sampling.generate import Picker
+
+    def sample(prime: str, seed: int, temperature: float, top_p: float) -> str:
+        ids = run.tokenizer.encode(prime)
+        picker = Picker(1, run.tokenizer.vocab_size, temperature, 0, top_p, seed)
+        with torch.no_grad():
+            logits, state = run.model(torch.as_tensor(ids).long()[None])
+            out = []
+            for _ in range(length):
+                nxt = picker(logits[:, -1].float())
+                out.append(int(nxt[0]))
+                logits, state = run.model(nxt.view(1, 1), state)
+        return run.tokenizer.decode(out)
+
+    for prime in ("def ", "\ndef "):
+        for T, top_p in ((0.7, 1.0), (1.0, 1.0), (1.0, 0.9), (0.7, 0.9)):
+            bodies = [sample(prime, i, T, top_p) for i in range(n)]
+            ident = sum(b[:1].isalpha() or b[:1] == "_" for b in bodies)
+            runs = [max((len(m.group()) for m in re.finditer(r" +", b)), default=0) for b in bodies]
+            print(f"state {'zero' if prime == 'def ' else 'after a line break':<20} T={T:g} top-p={top_p:g}: "
+                  f"{ident}/{n} continue with an identifier; longest run of spaces mean "
+                  f"{sum(runs) / n:.1f}, max {max(runs)}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("run")
@@ -91,10 +122,13 @@ def main() -> None:
     ap.add_argument("--length", type=int, default=600)
     ap.add_argument("--hazard-chars", type=int, default=200_000, help="validation characters read for 1-2")
     ap.add_argument("--show", type=int, default=1, help="samples printed per setting")
+    ap.add_argument("--start", action="store_true", help="only compare the zero state with a line break before the prime")
     a = ap.parse_args()
     import charnn
 
     r = charnn.load(a.run)
+    if a.start:
+        return start_comparison(r)
     text = a.corpus.read_text(encoding="utf-8")
     val = text[int(len(text) * 0.9):][: a.hazard_chars]
     ch, mh = corpus_hazard(val), model_hazard(r.model, r.tokenizer, val, a.temps)
