@@ -154,11 +154,15 @@ def corpus_file(a, tmp: Path) -> tuple[Path, float]:
     variant is validated on the same text and a small training set overfits in few steps."""
     text = a.corpus.read_text(encoding="utf-8")
     n_val = len(text) - int(len(text) * (1 - a.val_frac))
-    if not a.train_chars:
+    if not (a.train_chars or a.train_every):
         return a.corpus, a.val_frac
+    train = text[:len(text) - n_val]
+    if a.train_every:   # every K-th block of 2,000 characters: a small training set from all of the text
+        train = "".join(train[i:i + 2000] for i in range(0, len(train), 2000 * a.train_every))
+    train = train[:a.train_chars] if a.train_chars else train
     path = tmp / "subset.txt"
-    path.write_text(text[:a.train_chars] + text[-n_val:], encoding="utf-8")
-    return path, n_val / (a.train_chars + n_val) + 1e-9
+    path.write_text(train + text[-n_val:], encoding="utf-8")
+    return path, n_val / (len(train) + n_val) + 1e-9
 
 
 def eval_mode_losses(run: Path, corpus: Path, val_frac: float, tokens: int, val: bool) -> tuple[float, float]:
@@ -244,6 +248,8 @@ def main() -> None:
     ap.add_argument("--corpus", type=Path, default=CORPUS)
     ap.add_argument("--val-frac", type=float, default=0.1)
     ap.add_argument("--train-chars", type=int, default=0, help="quality: train on only the first N characters")
+    ap.add_argument("--train-every", type=int, default=0,
+                    help="quality: train on every K-th block of 2,000 characters of the training split")
     ap.add_argument("--train-eval-tokens", type=int, default=1 << 17)
     ap.add_argument("--eval-every", type=int, default=0, help="quality: [default: only at the end]")
     ap.add_argument("--seed", type=int, default=1337)
