@@ -222,3 +222,29 @@ def test_a_primed_sample_starts_after_a_line_break_like_an_unprimed_one():
     with torch.no_grad():
         after_nl = model(torch.as_tensor(tok.encode("\ndef")).long()[None])[0][0, -1]
     assert out == "def" + tok.decode([after_nl.argmax().item()])
+
+
+def test_the_planner_turns_on_ar_tar_and_keeps_flags_given():
+    from charnn.training import autosize
+
+    small = {"batch_size": 4, "seq_len": 16, "hidden": 64, "layers": 1}
+    p = autosize.plan(10.0, 100_000, 40, torch.device("cpu"), fixed=small)
+    assert (p.ar, p.tar) == (autosize.AR, autosize.TAR) and "AR" in autosize.describe(p)
+    q = autosize.plan(10.0, 100_000, 40, torch.device("cpu"), fixed={**small, "ar": 0.0, "tar": 0.0,
+                                                                     "weight_drop": 0.25})
+    assert (q.ar, q.tar, q.weight_drop) == (0.0, 0.0, 0.25)
+    assert autosize.regularisation(0.5) == (0.0, 0.0)
+    assert autosize.regularisation(50.0)[0] == 0.3
+
+
+def test_a_budget_run_trains_with_the_planned_regularisers(tiny_corpus):
+    import json
+
+    from tests.conftest import cli
+
+    r = cli("train", str(tiny_corpus), "--time-budget", "20s", "--batch-size", "4", "--seq-len", "16",
+            "--hidden", "32", "--layers", "1", "--tar", "0.5", "--dry-run", "--json")
+    assert r.exit_code == 0, r.stderr
+    d = json.loads(r.stdout)
+    assert (d["train"]["ar"], d["train"]["tar"]) == (d["plan"]["ar"], 0.5) == (2.0, 0.5)
+    assert d["model"]["weight_drop"] == d["plan"]["weight_drop"]

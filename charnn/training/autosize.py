@@ -10,12 +10,12 @@ A user says how long they can wait, not how many layers they want. The rule:
      feed: at most PARAMS_PER_TOKEN parameters per training token, else it only memorises.
   4. Time the chosen size itself; if it is much slower than predicted, step down.
   5. Dropout and weight drop from the planned number of epochs (more passes over the data,
-     more regularisation); warmup about 2% of the planned steps; the cosine decay is fitted to
-     the wall clock.
+     more regularisation); AR/TAR on; warmup about 2% of the planned steps; the cosine decay is
+     fitted to the wall clock.
 Calibration runs under the autocast training will use (bf16 where --amp and the device has it),
 so a CPU with native bf16 plans for its real speed. Explicit flags always win: a fixed --hidden
 or --layers narrows the candidates, a fixed --batch-size, --seq-len, --lr, --dropout,
---weight-drop or --embed-dim is kept as given, and a fixed --attention is calibrated with.
+--weight-drop, --ar, --tar or --embed-dim is kept as given, and a fixed --attention is calibrated with.
 """
 
 from __future__ import annotations
@@ -39,6 +39,9 @@ GATES = {"lstm": 4, "gru": 3, "rnn": 1}
 # (planned epochs at least, weight drop): DropConnect on the recurrent weights once the model
 # sees its text many times (issue 17's sweeps in benchmarks/RESULTS.md)
 WEIGHT_DROP = [(10.0, 0.0)]
+# AR/TAR on the top layer's outputs: at equal steps 2x256 (1,200 steps, two seeds) ended 0.16-0.22
+# nats lower with them, for 5% of the tokens/s (issue 17, benchmarks/RESULTS.md)
+AR, TAR = 2.0, 1.0
 
 
 @dataclass(frozen=True)
@@ -58,6 +61,8 @@ class Plan:
     reasons: list[str] = field(default_factory=list)
     weight_drop: float = 0.0     # DropConnect on the recurrent weights (AWD-LSTM)
     amp: bool = False            # bf16 autocast in training (calibrated with it)
+    ar: float = 0.0              # activation regularisation (AWD-LSTM's AR)
+    tar: float = 0.0             # temporal activation regularisation (TAR)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -151,7 +156,8 @@ def plan(budget: float, train_tokens: int, vocab: int, device: torch.device,
                     lr=fixed.get("lr", default_lr(h)), dropout=fixed["dropout"],
                     warmup=fixed["warmup"], tokens_per_sec=0.0, planned_tokens=0.0,
                     planned_epochs=0.0, parameters=n_par, reasons=reasons,
-                    weight_drop=fixed.get("weight_drop", 0.0), amp=amp_dtype(device, amp) is not None)
+                    weight_drop=fixed.get("weight_drop", 0.0), amp=amp_dtype(device, amp) is not None,
+                    ar=fixed.get("ar", 0.0), tar=fixed.get("tar", 0.0))
     # 1. calibrate on a mid-sized reference (or the only candidate)
     ref = cands[min(len(cands) - 1, next((i for i, c in enumerate(cands) if c[1] >= 256), 0))]
     # calibrated with what changes the cost per token and is fixed by flags (--attention)
@@ -200,13 +206,16 @@ def plan(budget: float, train_tokens: int, vocab: int, device: torch.device,
     if not {"dropout", "weight_drop"} <= fixed.keys():
         reasons.append(f"dropout {dropout:g}, weight drop {weight_drop:g}: {epochs:.1f} passes over "
                        "the data (more passes, more regularisation)")
+    ar, tar = fixed.get("ar", AR), fixed.get("tar", TAR)
+    if not {"ar", "tar"} <= fixed.keys():
+        reasons.append(f"AR {ar:g}, TAR {tar:g}: they sped up learning at equal steps (issue 17)")
     steps = tokens / (B * T)
     warmup = fixed.get("warmup", int(min(200, max(10, 0.02 * steps))))
     lr = fixed.get("lr", default_lr(h))
     return Plan(layers=l, hidden=h, embed_dim=embed_for(h), batch_size=B, seq_len=T, lr=lr,
                 dropout=dropout, warmup=warmup, tokens_per_sec=tps, planned_tokens=tokens,
                 planned_epochs=epochs, parameters=n_par, reasons=reasons, weight_drop=weight_drop,
-                amp=bf16)
+                amp=bf16, ar=ar, tar=tar)
 
 
 def regularisation(epochs: float) -> tuple[float, float]:
@@ -222,7 +231,8 @@ def regularisation(epochs: float) -> tuple[float, float]:
 def describe(p: Plan) -> str:
     lines = [f"model     {p.layers} x {p.hidden} (embedding {p.embed_dim}), {p.parameters:,} parameters",
              f"batches   {p.batch_size} streams x {p.seq_len} steps, lr {p.lr:g}, warmup {p.warmup} steps, "
-             f"dropout {p.dropout:g}, weight drop {p.weight_drop:g}{', bf16 autocast' if p.amp else ''}",
+             f"dropout {p.dropout:g}, weight drop {p.weight_drop:g}, AR {p.ar:g}, TAR {p.tar:g}"
+             f"{', bf16 autocast' if p.amp else ''}",
              (f"expected  {p.tokens_per_sec:,.0f} tokens/s, {p.planned_tokens:,.0f} tokens, "
               f"{p.planned_epochs:.2f} epochs" if p.tokens_per_sec else "expected  (not measured)"),
              "why:"] + [f"  - {r}" for r in p.reasons]
