@@ -15,7 +15,8 @@ sequences) is invisible here, which is why the chosen shapes stay at B*T >= 2048
     .venv/bin/python benchmarks/sweep.py --budget 10m --points 2x512:T64:d0.2
     .venv/bin/python benchmarks/sweep.py --rate 127e9 --jobs 2
 
-A point is LxH:T<seq_len>:d<dropout>[:lr<lr>][:B<batch>][:E<embed>]. Results go to stdout as
+A point is LxH:T<seq_len>:d<dropout>[:lr<lr>][:B<batch>][:E<embed>][:wd<weight drop>][:att<K>][:ar<F>][:tar<F>]
+[:fp32] (bf16 autocast where the CPU has it, as charnn train, unless fp32). Results go to stdout as
 one JSON line per point and a table at the end.
 """
 
@@ -46,10 +47,15 @@ def parse_point(s: str) -> dict:
     parts = s.split(":")
     layers, hidden = (int(v) for v in parts[0].split("x"))
     p = {"name": s, "layers": layers, "hidden": hidden, "seq_len": 128, "dropout": 0.0, "lr": 3e-3,
-         "batch_size": 32, "embed_dim": min(256, max(64, hidden // 4))}
+         "batch_size": 32, "embed_dim": min(256, max(64, hidden // 4)), "weight_drop": 0.0,
+         "attention": 0, "amp": True, "ar": 0.0, "tar": 0.0}
     keys = {"T": ("seq_len", int), "d": ("dropout", float), "lr": ("lr", float),
-            "B": ("batch_size", int), "E": ("embed_dim", int)}
+            "B": ("batch_size", int), "E": ("embed_dim", int), "wd": ("weight_drop", float),
+            "att": ("attention", int), "ar": ("ar", float), "tar": ("tar", float)}
     for part in parts[1:]:
+        if part == "fp32":
+            p["amp"] = False
+            continue
         for prefix in sorted(keys, key=len, reverse=True):
             if part.startswith(prefix):
                 field, conv = keys[prefix]
@@ -76,6 +82,9 @@ def run_point(p: dict, flops: float, corpus: Path, threads: int) -> dict:
                "--embed-dim", str(p["embed_dim"]), "--seq-len", str(p["seq_len"]),
                "--batch-size", str(p["batch_size"]), "--dropout", str(p["dropout"]),
                "--lr", str(p["lr"]), "--warmup", str(max(10, steps // 50)),
+               "--weight-drop", str(p["weight_drop"]), "--attention", str(p["attention"]),
+               "--ar", str(p["ar"]), "--tar", str(p["tar"]),
+               "--amp" if p["amp"] else "--no-amp",
                "--max-steps", str(steps), "--eval-every", str(10 ** 9), "--quiet", "--json"]
         r = subprocess.run(cmd, capture_output=True, text=True, env=env)
         if r.returncode != 0:

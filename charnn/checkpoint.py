@@ -379,10 +379,14 @@ def check_resumable(ckpt: dict[str, Any], path: Path | str = "the checkpoint") -
         raise bad("its progress entry has no step, epoch and chunk")
     _check_optimizer(ckpt["optimizer"], model_cfg, bad)
     state = ckpt.get("state") or []
-    want = (model_cfg.layers, train_cfg.batch_size, model_cfg.hidden)
-    n = 2 if model_cfg.cell == "lstm" else 1
-    if state and (len(state) != n or not all(isinstance(s, torch.Tensor) and tuple(s.shape) == want
-                                              and s.is_floating_point() for s in state)):
+    from charnn.model import RNNLM
+
+    # (layers, B, H) for h (and c), then (K-1, B, 2D+1) for an --attention window
+    want = [tuple(s.shape) for s in RNNLM(model_cfg, device="meta").init_state(
+        train_cfg.batch_size, device="meta")]
+    if state and (len(state) != len(want) or not all(
+            isinstance(s, torch.Tensor) and tuple(s.shape) == w and s.is_floating_point()
+            for s, w in zip(state, want))):
         raise bad("its carried recurrent state does not fit the model")
     rng = ckpt.get("rng", {})
     cuda = rng.get("cuda", [])

@@ -74,6 +74,19 @@ class ModelConfig(_Dict):
     freeze_embeddings: bool = option(False, "Keep the input embedding fixed (e.g. the word2vec "
                                      "vectors).", flag="--freeze-embeddings/--train-embeddings")
     bow_dim: int = 0                  # size of the bag-of-words vector for --input bow
+    # AWD-LSTM's regularisers (charnn.model; benchmarks/RESULTS.md for what they buy); off at
+    # evaluation and in sampling
+    weight_drop: float = option(0.0, "DropConnect on the recurrent (hidden-to-hidden) weights: one "
+                                "mask per training step, shared by every time step.",
+                                shown="0, or chosen by --time-budget")
+    locked_dropout: bool = option(False, "Variational dropout: --dropout's masks on the input and "
+                                  "output of the recurrent stack are drawn once per chunk and "
+                                  "shared by all its steps.", flag="--locked-dropout/--no-locked-dropout")
+    embed_dropout: float = option(0.0, "Drop whole tokens from the input: each token type's "
+                                  "embedding is zeroed for a whole chunk with this probability.")
+    attention: int = option(0, "One head of attention over the last K hidden states of the top "
+                            "layer, added to its output; the window carries across chunks (0: off).",
+                            metavar="K")
 
     def __post_init__(self):
         if self.cell not in CELLS:
@@ -83,8 +96,11 @@ class ModelConfig(_Dict):
         for name in ("vocab_size", "layers", "hidden", "embed_dim"):
             if int(getattr(self, name)) < 1:
                 raise CharnnError(f"--{name.replace('_', '-')} must be at least 1", 2)
-        if not 0.0 <= self.dropout < 1.0:
-            raise CharnnError("--dropout must be in [0, 1)", 2)
+        for name in ("dropout", "weight_drop", "embed_dropout"):
+            if not 0.0 <= getattr(self, name) < 1.0:
+                raise CharnnError(f"--{name.replace('_', '-')} must be in [0, 1)", 2)
+        if self.attention < 0 or self.attention == 1:
+            raise CharnnError("--attention must be 0 (off) or a window of at least 2 steps", 2)
 
 
 @dataclass(frozen=True)
@@ -112,13 +128,20 @@ class TrainConfig(_Dict):
     eval_every: int = option(500, "Validate and save every N steps.", resume=MAY_CHANGE)
     device: str = option("auto", "auto, cpu, cuda or mps (auto: CUDA when available).", resume=MAY_CHANGE,
                          metavar="DEVICE")
-    amp: bool = option(True, "bf16 autocast on CUDA.", flag="--amp/--no-amp", shown="on", resume=MAY_CHANGE)
+    amp: bool = option(True, "bf16 autocast in training and evaluation, on CUDA and on CPUs with "
+                       "native bf16 (AVX-512 BF16 or AMX; sampling stays fp32).", flag="--amp/--no-amp",
+                       shown="on where supported", resume=MAY_CHANGE)
     seed: int = option(1337, "Random seed; a CPU run with a seed repeats bit for bit.")
     init_from: Optional[str] = option(
         None, "Fine-tune: start from the weights of this run (folder or checkpoint) on the new "
         "text, with a fresh optimizer and schedule in a run folder of its own; the architecture "
         "and tokenizer are the run's (new characters get new rows).", shown="none (from scratch)",
         resume=AT_START, metavar="RUN")
+    # AWD-LSTM's activation regularisers, on the top layer's outputs h (B, T, H) before dropout
+    ar: float = option(0.0, "Activation regularisation: adds this times mean(h^2) of the top "
+                       "layer's outputs to the loss.")
+    tar: float = option(0.0, "Temporal activation regularisation: adds this times "
+                        "mean((h_t - h_t-1)^2) of the top layer's outputs to the loss.")
 
     def __post_init__(self):
         checks = [
@@ -133,6 +156,7 @@ class TrainConfig(_Dict):
             (0.0 < self.val_frac < 1.0, "--val-frac must be between 0 and 1"),
             (self.eval_every >= 1, "--eval-every must be at least 1"),
             (self.warmup >= 0, "--warmup must be >= 0"),
+            (0 <= self.ar < float("inf") and 0 <= self.tar < float("inf"), "--ar and --tar must be >= 0"),
             (self.device in ("auto", "cpu", "cuda", "mps") or self.device.startswith("cuda:"),
              "--device must be auto, cpu, cuda or mps"),
         ]

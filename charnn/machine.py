@@ -35,3 +35,46 @@ def pick_device(name: str):
     if name == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
         raise CharnnError("--device mps was asked for, but MPS is not available", 2)
     return torch.device(name)
+
+
+# CPU flags (as /proc/cpuinfo spells them) of native bf16 arithmetic: oneDNN then runs bf16
+# matrix products faster than fp32 ones; without them bf16 is emulated, and slower.
+BF16_FLAGS = ("avx512_bf16", "amx_bf16")
+
+
+def cpu_bf16(cpuinfo: str | None = None) -> bool:
+    """Whether this CPU (or the /proc/cpuinfo text given) has native bf16 arithmetic: an x86
+    flag in BF16_FLAGS. Read, not guessed: False where there is no /proc/cpuinfo (macOS, Windows)
+    and on CPUs other than x86 (bf16 on ARM is not measured here)."""
+    if cpuinfo is None:
+        try:
+            with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
+                cpuinfo = f.read()
+        except OSError:
+            return False
+    for line in cpuinfo.splitlines():
+        key, _, value = line.partition(":")
+        if key.strip() == "flags":          # x86 lists its features on this line, per core
+            return any(flag in value.split() for flag in BF16_FLAGS)
+    return False
+
+
+def amp_dtype(device, amp: bool = True):
+    """The autocast dtype for training and evaluation on `device` (a torch.device), or None for
+    fp32: bf16 on CUDA and on CPUs with native bf16 (cpu_bf16), when amp is on."""
+    import torch
+
+    if not amp:
+        return None
+    if device.type == "cuda" or (device.type == "cpu" and _cpu_bf16_cached()):
+        return torch.bfloat16
+    return None
+
+
+_BF16: list[bool] = []
+
+
+def _cpu_bf16_cached() -> bool:
+    if not _BF16:
+        _BF16.append(cpu_bf16())
+    return _BF16[0]

@@ -20,7 +20,7 @@ import torch
 
 from charnn.config import ModelConfig, SampleConfig, TrainConfig
 from charnn.run import load
-from charnn.sampling.generate import Picker, sample_text
+from charnn.sampling.generate import Picker, sample_text, start_ids
 from charnn.serve.app import create_app
 from charnn.serve.engine import Engine, Job, Stream
 from charnn.serve.picker import BatchPicker, Draws, Sampling
@@ -135,7 +135,7 @@ def test_streams_that_join_and_leave_the_batch_each_get_their_own_sample(run_dir
         loop, event = asyncio.get_running_loop(), asyncio.Event()
         streams = []
         for k, (prime, sampling, seed, length, stops) in enumerate(cases):
-            ids = [int(i) for i in run.tokenizer.encode(prime)] or [run.tokenizer.id_of("\n")]
+            ids = start_ids(run.tokenizer, prime)          # what charnn sample starts from
             job = Job(engine.prepare(ids), sampling, seed, length, stops)
             streams.append(Stream(job, run.tokenizer, loop, event))
             if k >= 2:                  # the first three start together, the others one by one

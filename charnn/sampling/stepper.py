@@ -13,6 +13,8 @@ ahead of time:
   - LSTM gate rows are reordered to (i, f, o, g) so one sigmoid covers three gates;
   - every buffer (state, gates, logits) and every view of one is made once; a step writes
     into them in place (out=, in-place ops), so it allocates nothing and slices nothing.
+With --attention K the top layer's h goes through `WindowSteps`: the K most recent keys and
+values sit in a ring buffer, so a step writes one slot and reads K, and never shifts the window.
 G is the gate width: 4H (LSTM), 3H (GRU), H (RNN). With quantize="int8" the recurrent and
 output products run in dynamic int8 (charnn.sampling.quantize: those large enough to gain from it); the
 lookup table stays fp32.
@@ -23,6 +25,7 @@ Picking the next token and the generation loop live in charnn.sampling.generate.
 from __future__ import annotations
 
 import copy
+import math
 
 import torch
 
@@ -54,6 +57,7 @@ class Stepper:
         if quantize == "int8" and dev.type != "cpu":
             raise CharnnError("--quantize int8 runs on the CPU")
         rnn = model.rnn
+        self._attn = model.attn
 
         def w(name: str, l: int) -> torch.Tensor:       # a weight or bias, gate rows reordered
             t = getattr(rnn, f"{name}_l{l}").detach().float()
@@ -129,6 +133,7 @@ class Stepper:
             self.g_rz, self.g_r, self.g_z, self.g_n = g[:, :2 * H], g[:, :H], g[:, H:2 * H], g[:, 2 * H:]
             self.gh_rz, self.gh_n = self.gh[:, :2 * H], self.gh[:, 2 * H:]
         self._layers = {"lstm": self._lstm, "gru": self._gru, "rnn": self._rnn}[self.cell]
+        self.attn = WindowSteps(self._attn, N) if self._attn is not None else None   # --attention
 
     def input_gates(self, x: torch.Tensor) -> torch.Tensor:
         """Input vectors (..., in_dim) -> their contribution to layer 0's gates (..., G)."""
@@ -140,6 +145,8 @@ class Stepper:
         self.h.view(N, L, H).copy_(state[0].transpose(0, 1))
         if self.c is not None:
             self.c.view(N, L, H).copy_(state[1].transpose(0, 1))
+        if self.attn is not None:
+            self.attn.load(state[-1])
 
     def load_rows(self, rows: torch.Tensor, state: State) -> None:
         """Streams `rows` (k,) take an RNNLM state of batch 1 or k (a document restarts)."""
@@ -165,7 +172,8 @@ class Stepper:
     def state(self) -> State:
         N, L, H = self.batch_size, self.layers, self.hidden
         h = self.h.view(N, L, H).transpose(0, 1).contiguous()
-        return (h,) if self.c is None else (h, self.c.view(N, L, H).transpose(0, 1).contiguous())
+        rnn = (h,) if self.c is None else (h, self.c.view(N, L, H).transpose(0, 1).contiguous())
+        return rnn + ((self.attn.window(),) if self.attn is not None else ())
 
     def step(self, ids: torch.Tensor, extra_gates: torch.Tensor | None = None) -> torch.Tensor:
         """ids (N,) int64 -> logits (N, V). extra_gates (N, G): added to layer 0's gates (per-step
@@ -179,6 +187,8 @@ class Stepper:
                 g.add_(extra_gates)
             self._layers()
             x = self.h_l[-1]
+            if self.attn is not None:
+                x = self.attn.step(x)
             if self.proj is not None:
                 self.proj.into(x, self.top)
                 x = self.top
@@ -219,3 +229,55 @@ class Stepper:
             self.g_rz.add_(self.gh_rz).sigmoid_()
             n.addcmul_(r, self.gh_n).tanh_()
             h.sub_(n).mul_(z).add_(n)                               # h = n + z (h - n)
+
+
+class WindowSteps:
+    """--attention K, one step at a time (charnn.attention.WindowAttention's arithmetic).
+
+    The last K keys and values live in a ring buffer ring (N, K, 2D+1) = [k | v | valid]; slot
+    `nxt` takes the next step's. pos_by_slot[c] (K, K) holds each slot's distance bias when the
+    newest entry sits in slot c, so reading the window in ring order needs no reordering.
+    """
+
+    def __init__(self, attn, batch_size: int):
+        K, D, N = attn.window, attn.dim, batch_size
+        self.K, self.D = K, D
+        with torch.no_grad():
+            self.W_qkv = attn.qkv.weight.detach().float().T.contiguous()         # (H, 3D)
+            self.W_o = attn.out.weight.detach().float().T.contiguous()           # (D, H)
+            pos = attn.pos.detach().float()
+            slots = torch.arange(K)
+            self.pos_by_slot = pos[(slots[:, None] - slots[None, :]) % K]       # (K, K)
+        dev = self.W_qkv.device
+        self.ring = torch.zeros(N, K, 2 * D + 1, device=dev)
+        self.keys, self.values, self.valid = self.ring[..., :D], self.ring[..., D:2 * D], self.ring[..., 2 * D]
+        self.qkv = torch.zeros(N, 3 * D, device=dev)
+        self.out = torch.zeros(N, self.W_o.shape[1], device=dev)
+        self.scale = 1.0 / math.sqrt(D)
+        self.nxt = K - 1
+
+    def load(self, window: torch.Tensor) -> None:
+        """window (K-1, N, 2D+1), oldest first -> slots 0..K-2; the next step writes slot K-1."""
+        self.ring[:, :self.K - 1].copy_(window.transpose(0, 1))
+        self.ring[:, self.K - 1].zero_()
+        self.nxt = self.K - 1
+
+    def window(self) -> torch.Tensor:
+        """The last K-1 entries, oldest first, as an RNNLM state's window (K-1, N, 2D+1)."""
+        order = [(self.nxt + 1 + i) % self.K for i in range(self.K - 1)]
+        return self.ring[:, order].transpose(0, 1).contiguous()
+
+    def step(self, h: torch.Tensor) -> torch.Tensor:
+        """h (N, H) -> h + W_o softmax(q . k / sqrt(D) + pos) v, (N, H) (a buffer)."""
+        D, c = self.D, self.nxt
+        torch.mm(h, self.W_qkv, out=self.qkv)
+        q = self.qkv[:, :D]
+        self.ring[:, c, :2 * D] = self.qkv[:, D:]                               # k, v of this step
+        self.ring[:, c, 2 * D] = 1.0
+        scores = torch.bmm(self.keys, q.unsqueeze(-1)).squeeze(-1)            # (N, K)
+        scores = scores * self.scale + self.pos_by_slot[c]
+        scores.masked_fill_(self.valid == 0, float("-inf"))
+        att = torch.bmm(scores.softmax(-1).unsqueeze(1), self.values).squeeze(1)   # (N, D)
+        torch.addmm(h, att, self.W_o, out=self.out)
+        self.nxt = (c + 1) % self.K
+        return self.out

@@ -80,19 +80,16 @@ async def read_body(request: Request, limit: int) -> bytes:
 
 
 def prime_ids(engine: Engine, text: str) -> tuple[list[int], list[int]]:
-    """A prompt -> (its token ids, the ids to start from): as `charnn sample`, no prompt starts
-    as if after a line break."""
-    from charnn.sampling.generate import encode_prime
+    """A prompt -> (its token ids, the ids to start from), as `charnn sample` starts a stream
+    (charnn.sampling.generate.start_ids: after a line break, or a document model's end token)."""
+    from charnn.sampling.generate import encode_prime, start_ids
 
     tok = engine.tokenizer
     try:
         ids = encode_prime(tok, text) if text else []
     except CharnnError as e:
         raise p.ApiError(400, str(e).replace("the prime text", "the prompt"), "prompt", "invalid_prompt") from None
-    if ids:
-        return ids, ids
-    nl = tok.id_of("\n")
-    return [], [nl] if nl is not None else []
+    return ids, start_ids(tok, text)
 
 
 def topic(engine: Engine, words: str | None):

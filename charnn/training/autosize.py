@@ -11,10 +11,13 @@ A user says how long they can wait, not how many layers they want. The rule:
      compute-optimal ratio from the sweeps in benchmarks/RESULTS.md) and that the corpus can
      feed: at most PARAMS_PER_TOKEN parameters per training token, else it only memorises.
   4. Time the chosen size itself; if it is much slower than predicted, step down.
-  5. Dropout from the planned number of epochs (more passes over the data, more dropout);
-     warmup about 2% of the planned steps; the cosine decay is fitted to the wall clock.
-Explicit flags always win: a fixed --hidden or --layers narrows the candidates, a fixed
---batch-size, --seq-len, --lr, --dropout or --embed-dim is kept as given.
+  5. Dropout and weight drop from the planned number of epochs (more passes over the data,
+     more regularisation); AR/TAR on; warmup about 2% of the planned steps; the cosine decay is
+     fitted to the wall clock.
+Calibration runs under the autocast training will use (bf16 where --amp and the device has it),
+so a CPU with native bf16 plans for its real speed. Explicit flags always win: a fixed --hidden
+or --layers narrows the candidates, a fixed --batch-size, --seq-len, --lr, --dropout,
+--weight-drop, --ar, --tar or --embed-dim is kept as given, and a fixed --attention is calibrated with.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from typing import Any
 import torch
 
 from charnn.config import ModelConfig
+from charnn.machine import amp_dtype
 
 # (layers, hidden): ordered by size
 CANDIDATES = [(1, 128), (2, 128), (2, 192), (2, 256), (2, 384), (2, 512), (2, 768), (3, 768),
@@ -39,6 +43,12 @@ OVERHEAD_WIDTH = 256        # narrower layers are bound by per-step overhead on 
 CALIBRATION_SHARE = 0.1     # calibration takes at most this share of the budget...
 CALIBRATION_STEPS = 5       # ... and this many timed steps per thread count (at least 2)
 GATES = {"lstm": 4, "gru": 3, "rnn": 1}
+# (planned epochs at least, weight drop): DropConnect on the recurrent weights once the model
+# sees its text many times (issue 17's sweeps in benchmarks/RESULTS.md)
+WEIGHT_DROP = [(10.0, 0.0)]
+# AR/TAR on the top layer's outputs: at equal steps 2x256 (1,200 steps, two seeds) ended 0.16-0.22
+# nats lower with them, for 5% of the tokens/s (issue 17, benchmarks/RESULTS.md)
+AR, TAR = 2.0, 1.0
 
 
 @dataclass(frozen=True)
@@ -57,6 +67,10 @@ class Plan:
     parameters: int
     reasons: list[str] = field(default_factory=list)
     threads: int = 0             # torch CPU threads to train with (0: leave as it is)
+    weight_drop: float = 0.0     # DropConnect on the recurrent weights (AWD-LSTM)
+    amp: bool = False            # bf16 autocast in training (calibrated with it)
+    ar: float = 0.0              # activation regularisation (AWD-LSTM's AR)
+    tar: float = 0.0             # temporal activation regularisation (TAR)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -82,21 +96,22 @@ def flops_per_token(vocab: int, embed: int, hidden: int, layers: int, cell: str 
 
 
 def measure(cfg: ModelConfig, batch_size: int, seq_len: int, device: torch.device,
-            steps: int = 3, threads: int | None = None) -> float:
-    """Tokens/s of real training steps (forward, backward, clip, AdamW) at this size: the median
-    of `steps` timed steps after a warm-up one, so one step slowed by another process (or by a
-    first-use allocation) does not decide the plan. threads: torch's CPU threads while timing."""
-    return _Bench(cfg, batch_size, seq_len, device).rate(steps, threads)
+            steps: int = 3, threads: int | None = None, amp: bool = True) -> float:
+    """Tokens/s of real training steps (forward, backward, clip, AdamW) at this size, with the
+    autocast training will use (amp): the median of `steps` timed steps after a warm-up one, so
+    one step slowed by another process (or by a first-use allocation) does not decide the plan.
+    threads: torch's CPU threads while timing."""
+    return _Bench(cfg, batch_size, seq_len, device, amp).rate(steps, threads)
 
 
 class _Bench:
     """A model, optimizer and batch made once, so the same size can be timed again (with other
     thread counts) without building it anew."""
 
-    def __init__(self, cfg: ModelConfig, batch_size: int, seq_len: int, device: torch.device):
+    def __init__(self, cfg: ModelConfig, batch_size: int, seq_len: int, device: torch.device, amp: bool = True):
         from charnn.model import RNNLM
 
-        self.cfg, self.device, self.tokens = cfg, device, batch_size * seq_len
+        self.cfg, self.device, self.tokens, self.amp = cfg, device, batch_size * seq_len, amp
         with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
             self.model = RNNLM(cfg).to(device)
             self.ids = torch.randint(0, cfg.vocab_size, (batch_size, seq_len + 1), device=device)
@@ -104,8 +119,9 @@ class _Bench:
         self.warm = False
 
     def step(self) -> None:
-        cuda = self.device.type == "cuda"
-        with torch.autocast("cuda", dtype=torch.bfloat16) if cuda else torch.autocast("cpu", enabled=False):
+        from charnn.training.evaluate import autocast
+
+        with autocast(self.device, self.amp):
             logits, _ = self.model(self.ids[:, :-1])
             loss = torch.nn.functional.cross_entropy(
                 logits.reshape(-1, self.cfg.vocab_size).float(), self.ids[:, 1:].reshape(-1))
@@ -153,15 +169,14 @@ class Calibration:
     note: str = ""                 # how the threads were chosen, for the reasons
 
 
-def calibrate(vocab: int, B: int, T: int, device: torch.device, ref: tuple[int, int], embed: int,
-              cell: str, cap_seconds: float) -> Calibration:
+def calibrate(shape: Shape, device: torch.device, ref: tuple[int, int], cap_seconds: float) -> Calibration:
     """Time `ref` with each thread count worth trying (1 and all of this process's cores, on a
     CPU), interleaved, and keep the faster: on a machine other processes keep busy, threads
     that wait for each other can run 3x slower than one thread alone. Steps stop at
     `cap_seconds` of timing (at least CALIBRATION_STEPS each are tried, 2 when that is slow)."""
     t0 = time.perf_counter()
-    cfg = ModelConfig(vocab_size=vocab, cell=cell, layers=ref[0], hidden=ref[1], embed_dim=embed)
-    bench = _Bench(cfg, B, T, device)
+    B, T = shape.B, shape.T
+    bench = _Bench(shape.config(*ref), B, T, device, shape.amp)
     choices = _thread_choices(device)
     times: dict[int, list[float]] = {t: [] for t in choices}
     live = list(choices)
@@ -179,7 +194,7 @@ def calibrate(vocab: int, B: int, T: int, device: torch.device, ref: tuple[int, 
     if len(choices) > 1:
         note = (f"threads: {best} ({', '.join(f'{t}: {B * T / med[t]:,.0f}' for t in choices)} tokens/s)")
     ref_tps = _stable(B * T / med[best])
-    flop_rate = ref_tps * flops_per_token(vocab, embed, ref[1], ref[0], cell)
+    flop_rate = ref_tps * shape.flops(*ref)
     return Calibration(ref, ref_tps, flop_rate, best, time.perf_counter() - t0, note)
 
 
@@ -196,30 +211,32 @@ def _stable(rate: float) -> float:
 
 
 def plan(budget: float, train_tokens: int, vocab: int, device: torch.device,
-         fixed: dict[str, Any] | None = None, cell: str = "lstm") -> Plan:
+         fixed: dict[str, Any] | None = None, cell: str = "lstm", amp: bool = True) -> Plan:
     """The model and schedule for `budget` seconds of training on `train_tokens` tokens."""
     t0 = time.perf_counter()
-    shape = shape_for(vocab, device, fixed, cell)
+    shape = shape_for(vocab, device, fixed, cell, amp)
     cands = shape.candidates()
-    if len(cands) == 1 and "dropout" in fixed and "warmup" in fixed:
+    if len(cands) == 1 and "dropout" in shape.fixed and "warmup" in shape.fixed:
         # every choice is made by flags: there is nothing to calibrate, so start at once
         return shape.as_given(cands[0])
     # 1. calibrate on a mid-sized reference (or the only candidate), in at most a tenth of the budget
     ref = cands[min(len(cands) - 1, next((i for i, c in enumerate(cands) if c[1] >= 256), 0))]
-    cal = calibrate(vocab, shape.B, shape.T, device, ref, shape.embed_for(ref[1]), cell,
-                    cap_seconds=max(0.5, CALIBRATION_SHARE * budget))
+    cal = calibrate(shape, device, ref, cap_seconds=max(0.5, CALIBRATION_SHARE * budget))
     left = budget - (time.perf_counter() - t0)
     return choose(cal, left, train_tokens, shape, device=device)
 
 
-def shape_for(vocab: int, device: torch.device, fixed: dict[str, Any] | None, cell: str = "lstm") -> Shape:
+def shape_for(vocab: int, device: torch.device, fixed: dict[str, Any] | None, cell: str = "lstm",
+              amp: bool = True) -> Shape:
+    """The fixed parts of a plan on `device`; amp: bf16 autocast where the device has it
+    (calibration then runs under it, so the plan is made for the real speed)."""
     fixed = {k: v for k, v in (fixed or {}).items() if v is not None}
     gpu = device.type == "cuda"
     # CPU: B=32, T=64. At equal compute T=64 beat T=128 by 0.22 nats (2x384: twice the steps
     # for the same tokens) and B=64 lost to B=32 (half the steps, and no faster per token on 2
     # cores); benchmarks/RESULTS.md. The GPU defaults are unmeasured: wider batches keep it busy.
     return Shape(vocab, fixed.get("batch_size", 64 if gpu else 32), fixed.get("seq_len", 256 if gpu else 64),
-                 cell, fixed)
+                 cell, fixed, amp_dtype(device, amp) is not None)
 
 
 def replan(shape: Shape, size: tuple[int, int], tokens_per_sec: float, threads: int, seconds: float,
@@ -227,7 +244,7 @@ def replan(shape: Shape, size: tuple[int, int], tokens_per_sec: float, threads: 
     """Mid-run: the plan for the `seconds` left, from the speed `size` trains at now (no new
     calibration); None when that plan keeps `size`."""
     l, h = size
-    flop_rate = tokens_per_sec * flops_per_token(shape.vocab, shape.embed_for(h), h, l, shape.cell)
+    flop_rate = tokens_per_sec * shape.flops(l, h)
     cal = Calibration(size, tokens_per_sec, flop_rate, threads, 0.0,
                       f"re-planned from the speed {l}x{h} trains at now, {tokens_per_sec:,.0f} tokens/s")
     new = choose(cal, seconds, train_tokens, shape, device=None, measured=size)
@@ -240,7 +257,8 @@ def choose(cal: Calibration, seconds: float, train_tokens: int, shape: Shape,
     (steps 2-5 of the rule). device: time the chosen size to confirm it (None: trust the
     prediction). measured: a size whose speed cal.ref_tps is (when re-planning mid-run)."""
     cands, cell = shape.candidates(), shape.cell
-    reasons = [f"calibration: {cal.ref[0]}x{cal.ref[1]} {cell.upper()} trains at {cal.ref_tps:,.0f} "
+    reasons = [f"calibration{' (bf16 autocast)' if shape.amp else ''}: {cal.ref[0]}x{cal.ref[1]} {cell.upper()} "
+               f"trains at {cal.ref_tps:,.0f} "
                f"tokens/s here ({cal.flop_rate / 1e9:.1f} GFLOP/s effective)"] + ([cal.note] if cal.note else [])
     train_seconds = max(1.0, seconds * TRAIN_FRACTION)
     chosen = cands[0]
@@ -256,7 +274,7 @@ def choose(cal: Calibration, seconds: float, train_tokens: int, shape: Shape,
         elif device is None:
             tps = shape.predict(cal, l, h)
         else:
-            tps = _Bench(shape.config(l, h), shape.B, shape.T, device).rate(2, cal.threads or None)
+            tps = _Bench(shape.config(l, h), shape.B, shape.T, device, shape.amp).rate(2, cal.threads or None)
         n_par, idx = shape.parameters(l, h), cands.index(chosen)
         if tps * train_seconds >= 0.7 * TOKENS_PER_PARAM * n_par or idx == 0:
             break
@@ -269,8 +287,10 @@ class Shape:
     """The fixed parts of a plan (vocabulary, B, T, cell, the user's flags) and the arithmetic
     of a candidate size under them."""
 
-    def __init__(self, vocab: int, B: int, T: int, cell: str, fixed: dict[str, Any]):
-        self.vocab, self.B, self.T, self.cell, self.fixed = vocab, B, T, cell, fixed
+    def __init__(self, vocab: int, B: int, T: int, cell: str, fixed: dict[str, Any], amp: bool = False):
+        self.vocab, self.B, self.T, self.cell, self.fixed, self.amp = vocab, B, T, cell, fixed, amp
+        # what changes the cost per token and is fixed by flags is calibrated with (--attention)
+        self.extra = {k: fixed[k] for k in ("attention",) if k in fixed}
 
     def candidates(self) -> list[tuple[int, int]]:
         f = self.fixed
@@ -284,17 +304,21 @@ class Shape:
         return parameters(self.vocab, self.embed_for(h), h, l, self.cell)
 
     def config(self, l: int, h: int) -> ModelConfig:
-        return ModelConfig(vocab_size=self.vocab, cell=self.cell, layers=l, hidden=h, embed_dim=self.embed_for(h))
+        return ModelConfig(vocab_size=self.vocab, cell=self.cell, layers=l, hidden=h, embed_dim=self.embed_for(h),
+                           **self.extra)
+
+    def flops(self, l: int, h: int) -> float:
+        return flops_per_token(self.vocab, self.embed_for(h), h, l, self.cell)
 
     def predict(self, cal: Calibration, l: int, h: int) -> float:
-        tps = cal.flop_rate / flops_per_token(self.vocab, self.embed_for(h), h, l, self.cell)
+        tps = cal.flop_rate / self.flops(l, h)
         # small models are bound by per-step overhead, not FLOPs: below the reference's width
         # (or OVERHEAD_WIDTH, when re-planning from a wider model) never predict faster than there
         if h < min(cal.ref[1], OVERHEAD_WIDTH):
             if cal.ref[1] <= OVERHEAD_WIDTH:
                 return min(tps, cal.ref_tps)
             w = OVERHEAD_WIDTH
-            return min(tps, cal.flop_rate / flops_per_token(self.vocab, self.embed_for(w), w, l, self.cell))
+            return min(tps, cal.flop_rate / self.flops(l, w))
         return tps
 
     def as_given(self, size: tuple[int, int]) -> Plan:
@@ -303,35 +327,50 @@ class Shape:
                     lr=self.fixed.get("lr", default_lr(h)), dropout=self.fixed["dropout"],
                     warmup=self.fixed["warmup"], tokens_per_sec=0.0, planned_tokens=0.0, planned_epochs=0.0,
                     parameters=self.parameters(l, h),
-                    reasons=["size, dropout and warmup are all given as flags: nothing to choose, no calibration"])
+                    reasons=["size, dropout and warmup are all given as flags: nothing to choose, no calibration"],
+                    weight_drop=self.fixed.get("weight_drop", 0.0), amp=self.amp,
+                    ar=self.fixed.get("ar", 0.0), tar=self.fixed.get("tar", 0.0))
 
     def schedule(self, l: int, h: int, tps: float, tokens: float, train_tokens: int, train_seconds: float,
                  threads: int, reasons: list[str]) -> Plan:
-        """5. dropout by passes over the data, warmup ~2% of the steps, lr by width."""
+        """5. dropout and weight drop by passes over the data, AR/TAR on, warmup ~2% of the
+        steps, lr by width."""
         n_par = self.parameters(l, h)
         epochs = tokens / max(1, train_tokens)
         reasons.append(f"chose {l}x{h} ({n_par / 1e6:.2f}M parameters): about {tokens / 1e6:.2f}M tokens "
                        f"in {train_seconds:.0f}s of training, {tokens / n_par:.1f} per parameter "
                        f"(rule: >= {TOKENS_PER_PARAM:g}), {epochs:.1f} epochs of the corpus")
-        if "dropout" in self.fixed:
-            dropout = self.fixed["dropout"]
-        else:
-            # 2x512 at 3.4 epochs: 0.2 beat 0.3 by 0.02 nats; untuned runs with none overfit by
-            # 5 epochs (benchmarks/RESULTS.md)
-            dropout = 0.0 if epochs < 1 else 0.1 if epochs < 2 else 0.2 if epochs < 10 else 0.3
-            reasons.append(f"dropout {dropout:g}: {epochs:.1f} passes over the data "
-                           "(more passes, more regularisation)")
+        f = self.fixed
+        dropout, weight_drop = regularisation(epochs)
+        dropout, weight_drop = f.get("dropout", dropout), f.get("weight_drop", weight_drop)
+        if not {"dropout", "weight_drop"} <= f.keys():
+            reasons.append(f"dropout {dropout:g}, weight drop {weight_drop:g}: {epochs:.1f} passes over "
+                           "the data (more passes, more regularisation)")
+        ar, tar = f.get("ar", AR), f.get("tar", TAR)
+        if not {"ar", "tar"} <= f.keys():
+            reasons.append(f"AR {ar:g}, TAR {tar:g}: they sped up learning at equal steps (issue 17)")
         warmup = self.fixed.get("warmup", int(min(200, max(10, 0.02 * tokens / (self.B * self.T)))))
         return Plan(layers=l, hidden=h, embed_dim=self.embed_for(h), batch_size=self.B, seq_len=self.T,
                     lr=self.fixed.get("lr", default_lr(h)), dropout=dropout, warmup=warmup,
                     tokens_per_sec=tps, planned_tokens=tokens, planned_epochs=epochs, parameters=n_par,
-                    reasons=reasons, threads=threads)
+                    reasons=reasons, threads=threads, weight_drop=weight_drop, amp=self.amp, ar=ar, tar=tar)
+
+
+def regularisation(epochs: float) -> tuple[float, float]:
+    """(dropout, weight drop) for a run that will make `epochs` passes over its training text.
+
+    Dropout: 2x512 at 3.4 epochs, 0.2 beat 0.3 by 0.02 nats; runs with none overfit by 5
+    epochs. Weight drop: see WEIGHT_DROP (benchmarks/RESULTS.md, issue 17)."""
+    dropout = 0.0 if epochs < 1 else 0.1 if epochs < 2 else 0.2 if epochs < 10 else 0.3
+    weight_drop = next((wd for at_least, wd in reversed(WEIGHT_DROP) if epochs >= at_least), 0.0)
+    return dropout, weight_drop
 
 
 def describe(p: Plan) -> str:
     lines = [f"model     {p.layers} x {p.hidden} (embedding {p.embed_dim}), {p.parameters:,} parameters",
              f"batches   {p.batch_size} streams x {p.seq_len} steps, lr {p.lr:g}, warmup {p.warmup} steps, "
-             f"dropout {p.dropout:g}",
+             f"dropout {p.dropout:g}, weight drop {p.weight_drop:g}, AR {p.ar:g}, TAR {p.tar:g}"
+             f"{', bf16 autocast' if p.amp else ''}",
              (f"expected  {p.tokens_per_sec:,.0f} tokens/s, {p.planned_tokens:,.0f} tokens, "
               f"{p.planned_epochs:.2f} epochs" if p.tokens_per_sec else "expected  (not measured)"),
              "why:"] + [f"  - {r}" for r in p.reasons]

@@ -65,8 +65,13 @@ def evaluate(model: RNNLM, ids: np.ndarray, batch_size: int, seq_len: int,
 
 
 def autocast(device: torch.device, amp: bool):
-    if amp and device.type == "cuda":
-        return torch.autocast("cuda", dtype=torch.bfloat16)
+    """bf16 autocast where --amp is on and the device computes bf16 natively (CUDA, CPUs with
+    AVX-512 BF16 or AMX: charnn.machine.amp_dtype); otherwise fp32."""
+    from charnn.machine import amp_dtype
+
+    dtype = amp_dtype(device, amp)
+    if dtype is not None:
+        return torch.autocast(device.type, dtype=dtype)
     return torch.autocast(device.type, enabled=False)
 
 

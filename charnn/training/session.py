@@ -318,15 +318,17 @@ class Session:
         from charnn.machine import pick_device
         from charnn.training import autosize
 
-        fixed = {**{k: v for k, v in mc.items() if k in ("layers", "hidden", "embed_dim", "dropout")},
-                 **{k: v for k, v in self.train_given.items() if k in ("batch_size", "seq_len", "lr", "warmup")}}
+        fixed = {**{k: v for k, v in mc.items() if k in ("layers", "hidden", "embed_dim", "dropout",
+                                                          "weight_drop", "attention")},
+                 **{k: v for k, v in self.train_given.items()
+                    if k in ("batch_size", "seq_len", "lr", "warmup", "ar", "tar")}}
         remaining = self.train_cfg.time_budget - (time.time() - self.started)
         device = self.group.device(pick_device(self.train_cfg.device))
         self.shape = autosize.shape_for(self.data.tokenizer.vocab_size, device, fixed, mc.get("cell", "lstm"))
         # rank 0 calibrates (the others would only compete with it for the machine)
         self.plan = plan = self.group.main_only(lambda: autosize.plan(
             remaining, len(self.data.train_ids), self.data.tokenizer.vocab_size, device, fixed,
-            mc.get("cell", "lstm")))
+            mc.get("cell", "lstm"), amp=self.train_cfg.amp))
         if plan.threads and not self.group.distributed:
             import torch
 
@@ -334,10 +336,10 @@ class Session:
         if not self.req.dry_run:
             self.emit({"event": "plan", "text": autosize.describe(plan), "plan": plan.to_dict()})
         self.train_cfg = dataclasses.replace(self.train_cfg, batch_size=plan.batch_size, seq_len=plan.seq_len,
-                                             lr=plan.lr, warmup=plan.warmup)
+                                             lr=plan.lr, warmup=plan.warmup, ar=plan.ar, tar=plan.tar)
         self.group.check_batch(self.train_cfg.batch_size)
         return {**mc, "layers": plan.layers, "hidden": plan.hidden, "embed_dim": plan.embed_dim,
-                "dropout": plan.dropout}
+                "dropout": plan.dropout, "weight_drop": plan.weight_drop}
 
     def dry_run_result(self) -> dict[str, Any]:
         if self.resumed is not None:

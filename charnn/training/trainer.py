@@ -34,9 +34,9 @@ import torch.nn.functional as F
 from charnn import checkpoint as ckpt_io
 from charnn.config import ModelConfig, TrainConfig
 from charnn.data import batchify, check_trainable, get_chunk, num_chunks
-from charnn.machine import pick_device
+from charnn.machine import amp_dtype, pick_device
 from charnn.model import RNNLM, detach_state, num_parameters
-from charnn.training import schedule
+from charnn.training import regularize, schedule
 from charnn.training.dataset import TrainData
 from charnn.training.distributed import Group
 from charnn.training.evaluate import LN2, autocast, evaluate, val_metrics
@@ -97,7 +97,7 @@ class Trainer:
 
         group.check_batch(cfg.batch_size)
         self.device = group.device(pick_device(cfg.device))
-        self.amp = cfg.amp and self.device.type == "cuda"
+        self.amp = amp_dtype(self.device, cfg.amp) is not None   # bf16 autocast (CUDA, bf16 CPUs)
         self._build(resume, init_model)
 
         self.rows = group.rows(cfg.batch_size)                              # this rank's streams
@@ -243,11 +243,13 @@ class Trainer:
             g["lr"] = lr
         # documents: the state is reset before each end-of-document input (charnn.documents)
         resets = {"resets": x == self.data.eod} if self.data.eod is not None else {}
+        act = cfg.ar > 0 or cfg.tar > 0       # AR/TAR read the top layer's outputs
         with autocast(self.device, self.amp):
-            logits, new_state = self.net(x, self.state, cond, **resets)          # (B, t, V)
+            logits, new_state, *top = self.net(x, self.state, cond, hidden=act, **resets)   # (B, t, V)
             loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), y.reshape(-1))
+            penalty = regularize.activation_penalty(top[0], cfg.ar, cfg.tar) if act else 0.0
         self.opt.zero_grad(set_to_none=True)
-        loss.backward()
+        (loss + penalty).backward()            # the loss reported stays the cross-entropy
         clip = cfg.grad_clip if cfg.grad_clip > 0 else math.inf
         gnorm = torch.nn.utils.clip_grad_norm_(self.params, clip)
         loss_v, gnorm_v = sync.reduce(loss, gnorm)    # W > 1: global mean loss, agreed flags
