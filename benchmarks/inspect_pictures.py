@@ -3,7 +3,7 @@
     inspect_page.png       the `charnn inspect activations --find --html` page, screenshot in
                            headless chromium, opened on the unit that tracks the text best, one
                            character pointed at (its guesses and loss showing); the page itself
-                           is kept beside it as inspect_page.html
+                           is kept beside it as inspect_page.html (gitignored: ~12 MB)
     find_units.txt         the --find report (and gate saturation) of that run, as printed
     saturation.png         its gate saturation scatter (LSTM/GRU runs)
     inspect_gradients.png  `charnn inspect gradients` over the gradient runs (--compare), and
