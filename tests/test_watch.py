@@ -70,6 +70,54 @@ def test_far_below_plan_early_asks_for_a_new_plan_once():
     assert [e["event"] for e in events] == ["replan"]
 
 
+def test_time_outside_training_steps_is_not_read_as_a_slow_machine():
+    """An evaluation in the middle of a window (20 s of a busy machine) is excluded: the speed
+    stays the training speed, so nothing is re-planned."""
+    m = FakeMachine({1: 10_000.0})
+    w = ThroughputWatch(10_000.0, [], replan=lambda r: pytest.fail("no re-plan"), clock=m.clock)
+    for _ in range(40):
+        assert m.run(w, 10) == []
+        m.now += 20.0                     # the Trainer evaluated and saved...
+        w.exclude(20.0)                   # ...and said so
+    # without exclude() the same windows read as far below the plan
+    m2 = FakeMachine({1: 10_000.0})
+    asked = []
+    w2 = ThroughputWatch(10_000.0, [], replan=lambda r: asked.append(r), clock=m2.clock)
+    for _ in range(40):
+        m2.run(w2, 10)
+        m2.now += 20.0
+    assert asked and asked[0] < 5_000
+
+
+def test_the_new_plan_is_sized_for_the_faster_of_the_slow_windows():
+    """One window with a stall (400 tokens/s) beside one at 3,000: the plan is made for 3,000."""
+    asked = []
+    w = ThroughputWatch(10_000.0, [], replan=lambda r: asked.append(r) or "smaller")
+    assert w._against_plan(3_000.0, 0.1) is None
+    ev = w._against_plan(400.0, 0.1)
+    assert asked == [3_000.0] and ev["tokens_per_sec"] == 3_000.0
+
+
+def test_the_trainer_keeps_evaluations_out_of_the_watched_speed(tmp_path, monkeypatch):
+    """A real run: every periodic evaluation's time reaches the watch through exclude()."""
+    import charnn
+
+    excluded = []
+
+    class Recorder(ThroughputWatch):
+        def exclude(self, seconds):
+            excluded.append(seconds)
+            super().exclude(seconds)
+
+    text = "".join(f"line {i} of a text about cats and dogs.\n" for i in range(300))
+    (tmp_path / "c.txt").write_text(text)
+    from charnn.training import session
+    monkeypatch.setattr(session.Session, "make_watch", lambda self, replan: Recorder(None, []))
+    charnn.train(str(tmp_path / "c.txt"), out=tmp_path / "run", max_steps=12, eval_every=4,
+                 hidden=16, layers=1, batch_size=4, seq_len=16)
+    assert len(excluded) == 2 and all(s > 0 for s in excluded)     # steps 4 and 8 (12 is the final one)
+
+
 def test_far_from_plan_late_only_warns_once():
     asked = []
     m = FakeMachine({1: 25_000.0})                    # the machine got quieter: 2.5x the plan

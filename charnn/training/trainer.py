@@ -197,7 +197,7 @@ class Trainer:
                     break                           # a new plan: the caller restarts the run
                 stop = self._report_step() if self.step % LOG_EVERY == 0 or self._last() else False
                 if self.step % self.cfg.eval_every == 0 and not self._last():
-                    if not self.checkpoint():
+                    if not self._timed_checkpoint():
                         if self.gave_up:
                             break
                         continue
@@ -267,6 +267,15 @@ class Trainer:
         dt = time.perf_counter() - t0
         self.step_seconds = 0.9 * self.step_seconds + 0.1 * dt if self.step > 1 else dt
         return True
+
+    def _timed_checkpoint(self) -> bool:
+        """checkpoint(), its time kept out of the speed the watch judges."""
+        t0 = time.perf_counter()
+        try:
+            return self.checkpoint()
+        finally:
+            if self.watch is not None:
+                self.watch.exclude(time.perf_counter() - t0)
 
     def _watch(self) -> bool:
         """Tell the watch what the step trained; True when it asks for a new plan."""

@@ -12,9 +12,15 @@ saw before and with the plan, and decides:
   - re-plan: when, with the better thread count, the speed stays below SLOW or above FAST times
     the plan's for two windows while less than REPLAN_BEFORE of the budget is spent, the plan
     no longer fits the time: `replan(tokens_per_sec)` (the session's) is asked for a new plan
-    at that speed, and if it chooses another size the run restarts with it.
+    at the speed of the faster of those windows (one stall does not size a whole run), and if
+    it chooses another size the run restarts with it.
   - later, a run far off its plan only says so, once: restarting would waste too much of the
     budget, and the schedule, fitted to the clock, ends on time either way.
+
+Time the run spends outside training steps (evaluations, checkpoints) is not the speed of
+training: the Trainer hands it to `exclude(seconds)`, so a window that held an evaluation on a
+busy machine does not read as a collapse (it once read 446 tokens/s for a run training at
+20,000, and re-planned to a model far too small).
 
 Everything the watch decides is returned as an event for the metrics log and the reporter.
 The clock and the thread setter are parameters, so tests drive it with fake speeds.
@@ -52,7 +58,7 @@ class ThroughputWatch:
         self.warm = False            # the first window (allocations, caches) is not judged
         self.reference: float | None = None    # the speed of the last thread decision
         self.probe: Optional[tuple[int, float]] = None   # (threads before, their speed) while probing
-        self.off_plan = 0            # consecutive judged windows outside [SLOW, FAST]
+        self.off_plan: list[float] = []   # the speeds of consecutive windows outside [SLOW, FAST]
         self.warned = False
         self.new_plan = None         # set when the run should restart with it
 
@@ -72,6 +78,10 @@ class ThroughputWatch:
             self.warm = True
             return None
         return self._judge(rate, progress)
+
+    def exclude(self, seconds: float) -> None:
+        """Time spent outside training steps (an evaluation, a save) leaves the window."""
+        self.window_start += seconds
 
     def _judge(self, rate: float, progress: float) -> dict[str, Any] | None:
         if self.probe is not None:
@@ -101,9 +111,11 @@ class ThroughputWatch:
         if not self.planned:
             return None
         ratio = rate / self.planned
-        self.off_plan = self.off_plan + 1 if not SLOW <= ratio <= FAST else 0
-        if self.off_plan < 2:
+        self.off_plan = self.off_plan + [rate] if not SLOW <= ratio <= FAST else []
+        if len(self.off_plan) < 2:
             return None
+        # both windows agree that the plan is off; the new plan is sized for the faster
+        rate = max(self.off_plan[-2:]) if ratio < SLOW else min(self.off_plan[-2:])
         if progress < REPLAN_BEFORE and self.replan is not None:
             plan = self.replan(rate)
             self.replan = None          # one re-plan per run: a machine that keeps changing
