@@ -65,7 +65,7 @@ def test_far_below_plan_early_asks_for_a_new_plan_once():
     asked = []
     m = FakeMachine({1: 2_000.0})
     w = ThroughputWatch(10_000.0, [], replan=lambda r: asked.append(r) or "smaller", clock=m.clock)
-    events = m.run(w, 100, progress=lambda i: 0.1)
+    events = m.run(w, 100, progress=lambda i: m.now / 500)      # a 500 s budget: 50 s of it
     assert asked == [pytest.approx(2_000)] and w.new_plan == "smaller"
     assert [e["event"] for e in events] == ["replan"]
 
@@ -84,7 +84,7 @@ def test_time_outside_training_steps_is_not_read_as_a_slow_machine():
     asked = []
     w2 = ThroughputWatch(10_000.0, [], replan=lambda r: asked.append(r), clock=m2.clock)
     for _ in range(40):
-        m2.run(w2, 10)
+        m2.run(w2, 10, progress=lambda i: m2.now / 2000)
         m2.now += 20.0
     assert asked and asked[0] < 5_000
 
@@ -94,7 +94,7 @@ def test_the_new_plan_is_sized_for_the_faster_of_the_slow_windows():
     asked = []
     w = ThroughputWatch(10_000.0, [], replan=lambda r: asked.append(r) or "smaller")
     assert w._against_plan(3_000.0, 0.1) is None
-    ev = w._against_plan(400.0, 0.1)
+    ev = w._against_plan(400.0, 0.1 + watch.PERSIST)
     assert asked == [3_000.0] and ev["tokens_per_sec"] == 3_000.0
 
 
@@ -118,11 +118,31 @@ def test_the_trainer_keeps_evaluations_out_of_the_watched_speed(tmp_path, monkey
     assert len(excluded) == 2 and all(s > 0 for s in excluded)     # steps 4 and 8 (12 is the final one)
 
 
+def test_a_few_seconds_of_another_process_do_not_restart_the_run():
+    """Slow for 12 s of a 300 s budget (a test suite run beside it), then back to the plan's
+    speed: the run keeps its model. The same slowness for 30 s re-plans."""
+    budget = 300.0
+
+    def slow_for(seconds):
+        m = FakeMachine({1: 10_000.0})
+        asked = []
+        w = ThroughputWatch(10_000.0, [], replan=lambda r: asked.append(r) or "smaller", clock=m.clock)
+        m.run(w, 100, progress=lambda i: m.now / budget)          # 10 s at the plan's speed
+        m.speeds = {1: 2_000.0}
+        m.run(w, int(seconds * 2), progress=lambda i: m.now / budget)
+        m.speeds = {1: 10_000.0}
+        m.run(w, 300, progress=lambda i: m.now / budget)
+        return asked
+
+    assert slow_for(12) == []
+    assert slow_for(30) == [pytest.approx(2_000)]
+
+
 def test_far_from_plan_late_only_warns_once():
     asked = []
     m = FakeMachine({1: 25_000.0})                    # the machine got quieter: 2.5x the plan
     w = ThroughputWatch(10_000.0, [], replan=lambda r: asked.append(r), clock=m.clock)
-    events = m.run(w, 300, progress=lambda i: 0.6)
+    events = m.run(w, 600, progress=lambda i: 0.6 + m.now / 100)
     assert asked == [] and [e["event"] for e in events] == ["off_plan"]
 
 
@@ -165,7 +185,7 @@ def test_a_run_that_falls_far_behind_restarts_with_the_new_plan(tmp_path, monkey
                 return None
             asked.append(progress)
             self._against_plan(1_234.0, 0.0)            # two windows far below the plan...
-            return self._against_plan(1_234.0, 0.0)     # ...ask for a new one
+            return self._against_plan(1_234.0, watch.PERSIST)     # ...for long enough: a new one
 
     monkeypatch.setattr(watch, "ThroughputWatch", SlowMachine)
     import charnn

@@ -10,7 +10,10 @@ saw before and with the plan, and decides:
     processes on the cores make threads that wait for each other at every operation crawl: on
     2 busy cores one thread trained 3x faster than two (2x256 LSTM, 11,400 vs 3,700 tokens/s).
   - re-plan: when, with the better thread count, the speed stays below SLOW or above FAST times
-    the plan's for two windows while less than REPLAN_BEFORE of the budget is spent, the plan
+    the plan's for two windows and PERSIST of the budget (a restart throws away what the run
+    learned so far, so a few seconds of another process must not cost it: a test suite run
+    beside a quiet 5-minute budget once shrank 2x512 to 2x384 and cost 0.04 nats/char), while
+    less than REPLAN_BEFORE of the budget is spent, the plan
     no longer fits the time: `replan(tokens_per_sec)` (the session's) is asked for a new plan
     at the speed of the faster of those windows (one stall does not size a whole run), and if
     it chooses another size the run restarts with it.
@@ -37,6 +40,7 @@ MIN_WINDOW_STEPS = 3        # ... and of at least this many steps
 SHIFT = 1 / 3               # a change of speed this large re-tries the thread count
 SLOW, FAST = 0.5, 2.0       # re-plan when the speed leaves [SLOW, FAST] x the plan's
 REPLAN_BEFORE = 0.35        # of the budget: later, a restart would waste too much of it
+PERSIST = 0.06              # of the budget: how long the speed must stay off the plan (18 s of 5m)
 BETTER = 1.1                # the other thread count must be this much faster to be kept
 
 
@@ -59,6 +63,7 @@ class ThroughputWatch:
         self.reference: float | None = None    # the speed of the last thread decision
         self.probe: Optional[tuple[int, float]] = None   # (threads before, their speed) while probing
         self.off_plan: list[float] = []   # the speeds of consecutive windows outside [SLOW, FAST]
+        self.off_since = 0.0         # the budget's progress when the first of them ended
         self.warned = False
         self.new_plan = None         # set when the run should restart with it
 
@@ -112,7 +117,9 @@ class ThroughputWatch:
             return None
         ratio = rate / self.planned
         self.off_plan = self.off_plan + [rate] if not SLOW <= ratio <= FAST else []
-        if len(self.off_plan) < 2:
+        if len(self.off_plan) == 1:
+            self.off_since = progress
+        if len(self.off_plan) < 2 or progress - self.off_since < PERSIST:
             return None
         # both windows agree that the plan is off; the new plan is sized for the faster
         rate = max(self.off_plan[-2:]) if ratio < SLOW else min(self.off_plan[-2:])
