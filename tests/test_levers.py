@@ -235,6 +235,11 @@ def test_the_planner_turns_on_ar_tar_and_keeps_flags_given():
     assert (q.ar, q.tar, q.weight_drop) == (0.0, 0.0, 0.25)
     assert autosize.regularisation(0.5) == (0.0, 0.0)
     assert autosize.regularisation(50.0)[0] == 0.3
+    # a plain RNN gets none (they shrink its only state); a flag given still wins
+    r = autosize.plan(10.0, 100_000, 40, torch.device("cpu"), fixed=small, cell="rnn")
+    assert (r.ar, r.tar) == (0.0, 0.0) and any("no AR/TAR" in x for x in r.reasons)
+    r2 = autosize.plan(10.0, 100_000, 40, torch.device("cpu"), fixed={**small, "ar": 1.0}, cell="rnn")
+    assert (r2.ar, r2.tar) == (1.0, 0.0)
 
 
 def test_a_budget_run_trains_with_the_planned_regularisers(tiny_corpus):
