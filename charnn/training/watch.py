@@ -62,8 +62,8 @@ class ThroughputWatch:
         self.warm = False            # the first window (allocations, caches) is not judged
         self.reference: float | None = None    # the speed of the last thread decision
         self.probe: Optional[tuple[int, float]] = None   # (threads before, their speed) while probing
-        self.off_plan: list[float] = []   # the speeds of consecutive windows outside [SLOW, FAST]
-        self.off_since = 0.0         # the budget's progress when the first of them ended
+        self.off_plan: list[float] = []   # the speeds of the last two consecutive windows outside [SLOW, FAST]
+        self.off_since = 0.0         # the budget's progress when the first of that run of windows ended
         self.warned = False
         self.new_plan = None         # set when the run should restart with it
 
@@ -116,13 +116,16 @@ class ThroughputWatch:
         if not self.planned:
             return None
         ratio = rate / self.planned
-        self.off_plan = self.off_plan + [rate] if not SLOW <= ratio <= FAST else []
-        if len(self.off_plan) == 1:
+        if SLOW <= ratio <= FAST:
+            self.off_plan = []
+            return None
+        if not self.off_plan:
             self.off_since = progress
+        self.off_plan = (self.off_plan + [rate])[-2:]
         if len(self.off_plan) < 2 or progress - self.off_since < PERSIST:
             return None
-        # both windows agree that the plan is off; the new plan is sized for the faster
-        rate = max(self.off_plan[-2:]) if ratio < SLOW else min(self.off_plan[-2:])
+        # the last two windows agree that the plan is off; the new plan is sized for the faster
+        rate = max(self.off_plan) if ratio < SLOW else min(self.off_plan)
         if progress < REPLAN_BEFORE and self.replan is not None:
             plan = self.replan(rate)
             self.replan = None          # one re-plan per run: a machine that keeps changing
