@@ -181,6 +181,10 @@ def test_dry_run_with_fixed_limits_prints_a_readable_plan(tiny_corpus):
     assert r.exit_code == 0 and "Config(" not in r.stdout
     assert re.search(r"^model +2 x 512 LSTM", r.stdout, flags=re.M)
     assert re.search(r"^limits +max steps 100$", r.stdout, flags=re.M)
+    # regularisers beyond dropout show on the model line when they are on, and only then
+    assert "weight drop" not in r.stdout
+    r = cli("train", str(tiny_corpus), "--dry-run", "--max-steps", "100", "--weight-drop", "0.2", "--ar", "1")
+    assert re.search(r"^model .*dropout [\d.]+, weight drop 0.2, AR 1,", r.stdout, flags=re.M), r.stdout
 
 
 def test_train_help_shows_defaults_and_fits_80_columns(monkeypatch):

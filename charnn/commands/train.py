@@ -163,6 +163,13 @@ def summary_line(s: dict[str, Any]) -> str:
             f"charnn sample {s['run_dir']}")
 
 
+def regularisers(m: dict[str, Any], t: dict[str, Any]) -> str:
+    """The regularisers beyond dropout that are on, for the model line: ', weight drop 0.3, AR 2'."""
+    on = [(name, v) for name, v in (("weight drop", m.get("weight_drop", 0)), ("AR", t.get("ar", 0)),
+                                    ("TAR", t.get("tar", 0))) if v]
+    return "".join(f", {name} {v:g}" for name, v in on)
+
+
 def describe_dry_run(d: dict[str, Any]) -> str:
     """What a dry run would train, for people: the model, the schedule, the limits and why."""
     m, t = d["model"], d["train"]
@@ -175,7 +182,7 @@ def describe_dry_run(d: dict[str, Any]) -> str:
     lines = [
         f"run       {d['run_dir']}",
         f"model     {m['layers']} x {m['hidden']} {m['cell'].upper()}, input {m['input']} ({m['embed_dim']}), "
-        f"dropout {m['dropout']:g}, vocabulary {m['vocab_size']:,} ({d['data']['tokenizer']})",
+        f"dropout {m['dropout']:g}{regularisers(m, t)}, vocabulary {m['vocab_size']:,} ({d['data']['tokenizer']})",
         f"batches   {t['batch_size']} streams x {t['seq_len']} steps, lr {t['lr']:g} (warmup {t['warmup']} "
         f"steps, cosine), grad clip {t['grad_clip']:g}, evaluate every {t['eval_every']} steps",
         f"limits    {limits}",
