@@ -43,15 +43,17 @@ OVERHEAD_WIDTH = 256        # narrower layers are bound by per-step overhead on 
 CALIBRATION_SHARE = 0.1     # calibration takes at most this share of the budget...
 CALIBRATION_STEPS = 5       # ... and this many timed steps per thread count (at least 2)
 GATES = {"lstm": 4, "gru": 3, "rnn": 1}
-# (planned epochs at least, weight drop): DropConnect on the recurrent weights once the model
-# sees its text many times. At 29 passes (2x384, 2,400 steps) weight drop 0.3 ended 0.10 nats
+# (real passes at least, weight drop): DropConnect on the recurrent weights once the model would
+# see its text many times. At 29 passes (2x384, 2,400 steps) weight drop 0.3 ended 0.10 nats
 # lower than dropout alone (0.19 with AR/TAR); at 16 passes over a text unlike its validation
-# text it cost 0.05 (benchmarks/RESULTS.md, issue 17): on from 20 passes the run really makes
-WEIGHT_DROP = [(20.0, 0.3)]
-# Those are real passes; the plan's epochs are not. The calibration times a plain step, and the
-# run's steps (dropout, AR/TAR, the data) went at 0.76-0.80 of it in seven bf16 budget runs on
-# the Xeon (5m-20m, three corpora); weight drop costs 0.84 more (bf16, 2x512). A 20m plan of
-# 21.6 epochs turned weight drop on and made 15 passes at 0.67 of the planned speed.
+# text it cost 0.05. On tinyshakespeare at 20m (2x512, dropout 0.3) the run without it made 18
+# passes and overfit (best 1.390, final 1.395), the run with it made 15 and ended at 1.3825,
+# while 10m made 9 passes without and had not yet overfit (benchmarks/RESULTS.md, issue 17).
+# On from 12, between the two, because the 20m plan's calibration swings 13-22 epochs on this VM
+WEIGHT_DROP = [(12.0, 0.3)]
+# Passes are real, the plan's epochs are not: the calibration times a plain step, and the run's
+# steps (dropout, AR/TAR, the data) went at 0.76-0.80 of it in seven bf16 budget runs on the
+# Xeon (5m-20m, three corpora); weight drop costs 0.84 more (bf16, 2x512), which the plan counts.
 REALISED_SPEED = 0.78
 WEIGHT_DROP_SPEED = 0.84
 # AR/TAR on the top layer's outputs: at equal steps 2x256 (1,200 steps, two seeds) ended 0.16-0.22
@@ -377,10 +379,10 @@ def regularisation(epochs: float) -> tuple[float, float]:
 
     Dropout (thresholds in planned epochs, set from the planner's own runs): 2x512 at 3.4
     epochs, 0.2 beat 0.3 by 0.02 nats; runs with none overfit by 5 epochs. Weight drop
-    (thresholds in real passes, from step-count runs): see WEIGHT_DROP and REALISED_SPEED
+    (thresholds in real passes of the run without it): see WEIGHT_DROP and REALISED_SPEED
     (benchmarks/RESULTS.md, issue 17)."""
     dropout = 0.0 if epochs < 1 else 0.1 if epochs < 2 else 0.2 if epochs < 10 else 0.3
-    passes = epochs * REALISED_SPEED * WEIGHT_DROP_SPEED     # what a run with weight drop gets through
+    passes = epochs * REALISED_SPEED        # what the run would get through without weight drop
     weight_drop = next((wd for at_least, wd in reversed(WEIGHT_DROP) if passes >= at_least), 0.0)
     return dropout, weight_drop
 
