@@ -46,11 +46,12 @@ GATES = {"lstm": 4, "gru": 3, "rnn": 1}
 # (real passes at least, weight drop): DropConnect on the recurrent weights once the model would
 # see its text many times. At 29 passes (2x384, 2,400 steps) weight drop 0.3 ended 0.10 nats
 # lower than dropout alone (0.19 with AR/TAR); at 16 passes over a text unlike its validation
-# text it cost 0.05. On tinyshakespeare at 20m (2x512, dropout 0.3) the run without it made 18
-# passes and overfit (best 1.390, final 1.395), the run with it made 15 and ended at 1.3825,
-# while 10m made 9 passes without and had not yet overfit (benchmarks/RESULTS.md, issue 17).
-# On from 12, between the two, because the 20m plan's calibration swings 13-22 epochs on this VM
-WEIGHT_DROP = [(12.0, 0.3)]
+# text it cost 0.05. tinyshakespeare, 20m budget runs of 2x512 with dropout 0.3 (Xeon): without
+# it 15 passes ended at 1.3751 and 18 overfit (best 1.3899, final 1.3952); with 0.3, 15 passes
+# ended at 1.3825, and with 0.15, 14 passes ended at 1.3686, the best of the four; 10m made 9
+# passes without it and had not overfit (benchmarks/RESULTS.md). So 0.15 from 12 passes; 0.3
+# from 24, between the 15 where it lost to 0.15 and the 29 (and the 60m run's 50) where it paid
+WEIGHT_DROP = [(12.0, 0.15), (24.0, 0.3)]
 # Passes are real, the plan's epochs are not: the calibration times a plain step, and the run's
 # steps (dropout, AR/TAR, the data) went at 0.76-0.80 of it in seven bf16 budget runs on the
 # Xeon (5m-20m, three corpora); weight drop costs 0.84 more (bf16, 2x512), which the plan counts.
